@@ -1,0 +1,15 @@
+"""OmegaConf resolvers used by the Hydra configs (`${dfd.root:}` and friends)."""
+
+from __future__ import annotations
+
+from omegaconf import OmegaConf
+
+from deepfake_detect.paths import DEFAULT_TRACKING_URI, PROJECT_ROOT
+
+
+def register_resolvers() -> None:
+    """Register the project's resolvers once per process (idempotent)."""
+    if not OmegaConf.has_resolver("dfd.root"):
+        OmegaConf.register_new_resolver("dfd.root", lambda: str(PROJECT_ROOT))
+    if not OmegaConf.has_resolver("dfd.default_tracking_uri"):
+        OmegaConf.register_new_resolver("dfd.default_tracking_uri", lambda: DEFAULT_TRACKING_URI)

@@ -1,0 +1,147 @@
+"""Decode, resize and cache a split once per (data fingerprint, image size) on disk.
+
+Sweep trials and later sweeps reuse the same uint8 array (memory-mapped), so no trial
+re-decodes the JPEGs. Entries are built under a file lock (two workers starting at once
+build it once), written to a temp folder and renamed into place, and keyed by a fingerprint
+that includes file sizes and mtimes, so changed data gets a fresh entry (the stale one is
+removed).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import shutil
+import tempfile
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from filelock import FileLock
+from PIL import Image
+
+from deepfake_detect.data.layout import DataError, SplitFiles, fingerprint
+
+log = logging.getLogger(__name__)
+CACHE_FORMAT = 1
+
+
+@dataclass(frozen=True)
+class DecodedSplit:
+    """A decoded split: ``images`` is uint8 (N, size, size, 3), ``labels`` int (N,)."""
+
+    images: np.ndarray
+    labels: np.ndarray
+    skipped: tuple[str, ...]
+    from_cache: bool
+
+
+def load_image(path: Path, size: int) -> np.ndarray:
+    """Decode any image (grayscale, RGBA, palette, any size) to uint8 RGB ``size x size``."""
+    with Image.open(path) as image:
+        image.load()
+        rgb = image.convert("RGB")
+    if rgb.size != (size, size):
+        rgb = rgb.resize((size, size), Image.BILINEAR)
+    return np.asarray(rgb, dtype=np.uint8)
+
+
+def _try_load(path: Path, size: int) -> np.ndarray | str:
+    """The decoded image, or the error text when the file is corrupt or unreadable."""
+    try:
+        return load_image(path, size)
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as error:
+        return f"{type(error).__name__}: {error}"
+
+
+def decode_split(
+    files: SplitFiles, size: int, skip_corrupt: bool, workers: int | None = None
+) -> DecodedSplit:
+    """Decode every file in parallel threads; corrupt files raise or are skipped."""
+    images = np.empty((len(files), size, size, 3), dtype=np.uint8)
+    keep = np.ones(len(files), dtype=bool)
+    skipped: list[str] = []
+    with ThreadPoolExecutor(max_workers=workers or min(32, (os.cpu_count() or 2) * 2)) as pool:
+        results = pool.map(lambda p: _try_load(p, size), files.paths)
+        for index, (path, result) in enumerate(zip(files.paths, results, strict=True)):
+            if isinstance(result, str):
+                if not skip_corrupt:
+                    raise DataError(
+                        f"cannot decode image {path} ({result}); remove or replace the file, "
+                        "or set data.skip_corrupt=true to skip unreadable images"
+                    )
+                log.warning("skipping unreadable image %s (%s)", path, result)
+                skipped.append(str(path))
+                keep[index] = False
+            else:
+                images[index] = result
+    labels = np.asarray(files.labels, dtype=np.int32)
+    if skipped:
+        images, labels = images[keep], labels[keep]
+    return DecodedSplit(images=images, labels=labels, skipped=tuple(skipped), from_cache=False)
+
+
+def _entry_prefix(files: SplitFiles, size: int) -> str:
+    root_hash = hashlib.sha256(str(files.root).encode()).hexdigest()[:10]
+    return f"{root_hash}-{files.split}-{size}px-"
+
+
+def cache_entry(cache_dir: Path, files: SplitFiles, size: int, skip_corrupt: bool) -> Path:
+    """The cache folder for this split's current contents at this size."""
+    key = fingerprint([files], with_mtime=True)
+    flag = "skip" if skip_corrupt else "strict"
+    return cache_dir / "decoded" / f"{_entry_prefix(files, size)}{key}-{flag}-v{CACHE_FORMAT}"
+
+
+def _read_entry(entry: Path, in_memory: bool) -> DecodedSplit:
+    meta = json.loads((entry / "meta.json").read_text())
+    mode = None if in_memory else "r"
+    return DecodedSplit(
+        images=np.load(entry / "images.npy", mmap_mode=mode),
+        labels=np.load(entry / "labels.npy"),
+        skipped=tuple(meta["skipped"]),
+        from_cache=True,
+    )
+
+
+def _write_entry(entry: Path, decoded: DecodedSplit) -> None:
+    tmp = Path(tempfile.mkdtemp(prefix=entry.name + ".tmp-", dir=entry.parent))
+    try:
+        np.save(tmp / "images.npy", decoded.images)
+        np.save(tmp / "labels.npy", decoded.labels)
+        meta = {"n": int(len(decoded.labels)), "skipped": list(decoded.skipped)}
+        (tmp / "meta.json").write_text(json.dumps(meta))
+        os.replace(tmp, entry)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _remove_stale(entry: Path, prefix: str) -> None:
+    for sibling in entry.parent.glob(prefix + "*"):
+        if sibling != entry and sibling.is_dir() and ".tmp-" not in sibling.name:
+            shutil.rmtree(sibling, ignore_errors=True)
+            log.info("removed stale decoded cache %s", sibling)
+
+
+def load_split(
+    files: SplitFiles,
+    size: int,
+    skip_corrupt: bool,
+    cache_dir: Path | None,
+    in_memory: bool = False,
+) -> DecodedSplit:
+    """Decoded images of a split, via the disk cache when ``cache_dir`` is set."""
+    if cache_dir is None:
+        return decode_split(files, size, skip_corrupt)
+    entry = cache_entry(cache_dir, files, size, skip_corrupt)
+    entry.parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(entry) + ".lock"):
+        if (entry / "meta.json").is_file():
+            return _read_entry(entry, in_memory)
+        decoded = decode_split(files, size, skip_corrupt)
+        _write_entry(entry, decoded)
+        _remove_stale(entry, _entry_prefix(files, size))
+    return decoded

@@ -1,0 +1,101 @@
+"""Find and check a ``ROOT/{split}/{class}/`` image folder (no TensorFlow here)."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+IMAGE_SUFFIXES: frozenset[str] = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp"})
+SYNTH_HINT = (
+    "make one with `deepfake-detect synth DIR` (or `make data`), or point data.root at a "
+    "folder laid out as Train|Validation|Test/{Real,Fake}/*.jpg"
+)
+
+
+class DataError(ValueError):
+    """A problem with the user's data folder, with what to do about it."""
+
+
+@dataclass(frozen=True)
+class SplitFiles:
+    """The image files of one split, in a stable order, with 0/1 labels."""
+
+    split: str
+    root: Path
+    paths: tuple[Path, ...]
+    labels: tuple[int, ...]
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+
+def is_image_file(path: Path) -> bool:
+    """True for image suffixes in any case; hidden files (``.DS_Store``) never count."""
+    return not path.name.startswith(".") and path.suffix.lower() in IMAGE_SUFFIXES
+
+
+def list_images(folder: Path) -> list[Path]:
+    """All image files under ``folder`` (recursive), sorted for a stable order."""
+    found = [
+        Path(dirpath) / name
+        for dirpath, _, names in os.walk(folder)
+        for name in names
+        if is_image_file(Path(name))
+    ]
+    return sorted(found)
+
+
+def class_names(positive_class: str, classes: list[str]) -> list[str]:
+    """Class names ordered ``[negative, positive]`` so label 1 is the positive class."""
+    if positive_class not in classes:
+        raise DataError(
+            f"data.positive_class={positive_class!r} is not one of the classes {classes}; "
+            "set data.positive_class to one of them"
+        )
+    negatives = [name for name in classes if name != positive_class]
+    return [*negatives, positive_class]
+
+
+def require_root(root: str | Path | None) -> Path:
+    """Resolve ``data.root`` or raise a DataError saying how to fix it."""
+    if root in (None, "", "???"):
+        raise DataError(f"data.root is not set; {SYNTH_HINT}")
+    path = Path(root).expanduser().resolve()
+    if not path.is_dir():
+        raise DataError(f"data.root {path} does not exist or is not a folder; {SYNTH_HINT}")
+    return path
+
+
+def scan_split(root: Path, split: str, classes: list[str]) -> SplitFiles:
+    """List one split; ``classes`` is ``[negative, positive]``. Raises on missing/empty folders."""
+    split_dir = root / split
+    if not split_dir.is_dir():
+        raise DataError(f"split folder {split_dir} is missing; {SYNTH_HINT}")
+    paths: list[Path] = []
+    labels: list[int] = []
+    for label, name in enumerate(classes):
+        class_dir = split_dir / name
+        if not class_dir.is_dir():
+            raise DataError(f"class folder {class_dir} is missing; {SYNTH_HINT}")
+        images = list_images(class_dir)
+        if not images:
+            raise DataError(f"class folder {class_dir} holds no images (.jpg/.png); {SYNTH_HINT}")
+        paths.extend(images)
+        labels.extend([label] * len(images))
+    return SplitFiles(split=split, root=root, paths=tuple(paths), labels=tuple(labels))
+
+
+def fingerprint(files: list[SplitFiles], with_mtime: bool = False) -> str:
+    """Hash of relative paths and sizes (and mtimes if asked): changes when the data does."""
+    digest = hashlib.sha256()
+    for split in files:
+        for path, label in zip(split.paths, split.labels, strict=True):
+            stat = path.stat()
+            rel = path.relative_to(split.root).as_posix()
+            digest.update(f"{rel}\0{stat.st_size}\0{label}".encode())
+            if with_mtime:
+                digest.update(f"\0{stat.st_mtime_ns}".encode())
+            digest.update(b"\n")
+    return digest.hexdigest()[:16]

@@ -1,0 +1,48 @@
+"""tf.data pipelines over decoded splits: seeded shuffle, parallel batch gather, prefetch."""
+
+from __future__ import annotations
+
+import numpy as np
+import tensorflow as tf
+
+from deepfake_detect.data.decode_cache import DecodedSplit
+
+
+def make_dataset(
+    decoded: DecodedSplit,
+    batch_size: int,
+    shuffle: bool,
+    seed: int,
+    parallel_calls: int | None = None,
+) -> tf.data.Dataset:
+    """Batches of ``(float32 images 0..255, float32 labels (B, 1))``.
+
+    Indices are shuffled (seeded, reshuffled each epoch) and batched first; each batch is then
+    gathered from the (possibly memory-mapped) uint8 array in parallel, so a large cache never
+    has to fit in RAM and the pipeline stays ahead of the model.
+    """
+    images, labels = decoded.images, decoded.labels.astype(np.float32).reshape(-1, 1)
+    size = images.shape[1]
+
+    def gather(index: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        index = np.sort(index)  # sequential reads from the memory map
+        return np.asarray(images[index]), labels[index]
+
+    def to_tensors(index: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+        batch_images, batch_labels = tf.numpy_function(
+            gather, [index], (tf.uint8, tf.float32), stateful=False
+        )
+        batch_images.set_shape([None, size, size, 3])
+        batch_labels.set_shape([None, 1])
+        return tf.cast(batch_images, tf.float32), batch_labels
+
+    dataset = tf.data.Dataset.range(len(labels))
+    if shuffle:
+        dataset = dataset.shuffle(len(labels), seed=seed, reshuffle_each_iteration=True)
+    dataset = dataset.batch(batch_size)
+    dataset = dataset.map(
+        to_tensors,
+        num_parallel_calls=parallel_calls or tf.data.AUTOTUNE,
+        deterministic=True,
+    )
+    return dataset.prefetch(tf.data.AUTOTUNE)

@@ -1,0 +1,81 @@
+"""Turn the ``data`` config into decoded train/val/test arrays (checks first, no run yet)."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+from omegaconf import DictConfig
+
+from deepfake_detect.data.decode_cache import DecodedSplit, load_split
+from deepfake_detect.data.layout import (
+    DataError,
+    SplitFiles,
+    class_names,
+    fingerprint,
+    require_root,
+    scan_split,
+)
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class PreparedData:
+    """Decoded splits plus what identifies them (logged with every run)."""
+
+    root: Path
+    class_names: list[str]
+    train: DecodedSplit
+    val: DecodedSplit
+    test: DecodedSplit | None
+    fingerprint: str
+
+    @property
+    def skipped(self) -> int:
+        """How many unreadable images were skipped across splits."""
+        splits = [self.train, self.val] + ([self.test] if self.test is not None else [])
+        return sum(len(split.skipped) for split in splits)
+
+
+def scan_all(data: DictConfig) -> tuple[Path, list[str], dict[str, SplitFiles]]:
+    """Check the folder layout of every configured split before anything is decoded."""
+    root = require_root(data.root)
+    names = class_names(data.positive_class, list(data.classes))
+    found = {
+        "train": scan_split(root, data.splits.train, names),
+        "val": scan_split(root, data.splits.val, names),
+    }
+    test_split = data.splits.get("test")
+    if test_split and (root / test_split).is_dir():
+        found["test"] = scan_split(root, test_split, names)
+    elif test_split:
+        log.info("no %s split under %s: skipping test evaluation", test_split, root)
+    return root, names, found
+
+
+def prepare_data(data: DictConfig) -> PreparedData:
+    """Scan, fingerprint and decode (through the on-disk cache unless ``data.cache=none``)."""
+    if data.cache not in ("disk", "memory", "none"):
+        raise DataError(f"data.cache={data.cache!r}; choose disk, memory or none")
+    root, names, found = scan_all(data)
+    cache_dir = None if data.cache == "none" else Path(data.cache_dir)
+    decoded = {
+        key: load_split(
+            files,
+            int(data.image_size),
+            bool(data.skip_corrupt),
+            cache_dir,
+            in_memory=data.cache == "memory",
+        )
+        for key, files in found.items()
+    }
+    return PreparedData(
+        root=root,
+        class_names=names,
+        train=decoded["train"],
+        val=decoded["val"],
+        test=decoded.get("test"),
+        fingerprint=fingerprint(list(found.values())),
+    )

@@ -1,0 +1,79 @@
+"""Binary classification metrics from probabilities (NumPy only; same names as training)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+EPSILON = 1e-7  # Keras' clipping for binary cross-entropy
+
+
+def roc_curve(y_true: np.ndarray, prob: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """False-positive rate, true-positive rate and thresholds (descending), starting at (0, 0)."""
+    y_true = np.asarray(y_true).ravel().astype(bool)
+    prob = np.asarray(prob, dtype=np.float64).ravel()
+    order = np.argsort(-prob, kind="stable")
+    prob, y_true = prob[order], y_true[order]
+    distinct = np.r_[np.flatnonzero(np.diff(prob)), len(prob) - 1]
+    tps = np.cumsum(y_true)[distinct]
+    fps = (distinct + 1) - tps
+    positives, negatives = max(tps[-1], 1), max(fps[-1], 1)
+    tpr = np.r_[0.0, tps / positives]
+    fpr = np.r_[0.0, fps / negatives]
+    thresholds = np.r_[np.inf, prob[distinct]]
+    return fpr, tpr, thresholds
+
+
+def precision_recall_curve(y_true: np.ndarray, prob: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Precision and recall at every distinct threshold (descending thresholds)."""
+    y_true = np.asarray(y_true).ravel().astype(bool)
+    prob = np.asarray(prob, dtype=np.float64).ravel()
+    order = np.argsort(-prob, kind="stable")
+    prob, y_true = prob[order], y_true[order]
+    distinct = np.r_[np.flatnonzero(np.diff(prob)), len(prob) - 1]
+    tps = np.cumsum(y_true)[distinct]
+    predicted = distinct + 1
+    return tps / predicted, tps / max(int(y_true.sum()), 1)
+
+
+def roc_auc(y_true: np.ndarray, prob: np.ndarray) -> float:
+    """Exact area under the ROC curve (ties count half)."""
+    fpr, tpr, _ = roc_curve(y_true, prob)
+    return float(np.trapezoid(tpr, fpr))
+
+
+def youden_threshold(y_true: np.ndarray, prob: np.ndarray) -> float:
+    """The threshold maximising Youden's J = TPR - FPR (0.5 when undefined)."""
+    fpr, tpr, thresholds = roc_curve(y_true, prob)
+    finite = np.isfinite(thresholds)
+    if not finite.any():
+        return 0.5
+    best = int(np.argmax(np.where(finite, tpr - fpr, -np.inf)))
+    return float(thresholds[best])
+
+
+def binary_metrics(
+    y_true: np.ndarray, prob: np.ndarray, threshold: float = 0.5
+) -> dict[str, float]:
+    """loss, acc, precision, recall, auc, fn, fp, tn, tp; prediction is ``prob > threshold``."""
+    y = np.asarray(y_true).ravel().astype(np.float64)
+    p = np.asarray(prob, dtype=np.float64).ravel()
+    clipped = np.clip(p, EPSILON, 1 - EPSILON)
+    loss = float(-np.mean(y * np.log(clipped) + (1 - y) * np.log(1 - clipped)))
+    predicted = p > threshold
+    actual = y > 0.5
+    tp = int(np.sum(predicted & actual))
+    fp = int(np.sum(predicted & ~actual))
+    tn = int(np.sum(~predicted & ~actual))
+    fn = int(np.sum(~predicted & actual))
+    total = max(tp + fp + tn + fn, 1)
+    return {
+        "loss": loss,
+        "acc": (tp + tn) / total,
+        "precision": tp / (tp + fp) if tp + fp else 0.0,
+        "recall": tp / (tp + fn) if tp + fn else 0.0,
+        "auc": roc_auc(y, p),
+        "fn": float(fn),
+        "fp": float(fp),
+        "tn": float(tn),
+        "tp": float(tp),
+    }

@@ -1,0 +1,47 @@
+"""Log a Keras model to the active MLflow run and optionally register it."""
+
+from __future__ import annotations
+
+from importlib.metadata import PackageNotFoundError, version
+
+import keras
+import mlflow
+import numpy as np
+from mlflow.models import ModelSignature
+from mlflow.types.schema import Schema, TensorSpec
+
+MODEL_ARTIFACT = "model"
+
+
+def pinned_requirements() -> list[str]:
+    """Exact versions of what the model needs to load (skips slow requirement inference)."""
+    pins = []
+    for package in ("tensorflow", "keras", "numpy", "pillow"):
+        try:
+            pins.append(f"{package}=={version(package)}")
+        except PackageNotFoundError:
+            continue
+    return pins
+
+
+def image_signature(image_size: int) -> ModelSignature:
+    """float32 (N, size, size, 3) images in 0..255 -> float32 (N, 1) probability of positive."""
+    return ModelSignature(
+        inputs=Schema([TensorSpec(np.dtype(np.float32), (-1, image_size, image_size, 3))]),
+        outputs=Schema([TensorSpec(np.dtype(np.float32), (-1, 1))]),
+    )
+
+
+def log_keras_model(
+    model: keras.Model, image_size: int, register_as: str | None, version_tags: dict[str, str]
+) -> str:
+    """Log ``model`` under ``model`` in the active run; register it when ``register_as``."""
+    info = mlflow.keras.log_model(
+        model,
+        name=MODEL_ARTIFACT,
+        signature=image_signature(image_size),
+        pip_requirements=pinned_requirements(),
+    )
+    if register_as:
+        mlflow.register_model(info.model_uri, register_as, tags=version_tags)
+    return info.model_uri

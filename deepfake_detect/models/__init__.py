@@ -1,0 +1,1 @@
+"""Keras model builders, each selected by a `conf/model/*.yaml` `_target_`."""

@@ -1,0 +1,49 @@
+"""EfficientNetV2-B0 transfer model (the seed's ``efficientnetv2-b0_retrain``)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import keras
+from keras import layers
+
+
+def resolve_weights(weights: str | None) -> str | None:
+    """``None`` (random init), ``"imagenet"`` (needs the Keras cache or network) or a local file."""
+    if weights in (None, "", "null", "none"):
+        return None
+    if weights == "imagenet":
+        return "imagenet"
+    path = Path(str(weights)).expanduser()
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"model.weights={weights!r} is neither null, 'imagenet' nor an existing weights file; "
+            "give a path to a .weights.h5/.h5 file for EfficientNetV2B0 (include_top=False)"
+        )
+    return str(path.resolve())
+
+
+def build_efficientnetv2_b0(
+    image_size: int,
+    dropout: float = 0.2,
+    weights: str | None = None,
+    freeze_backbone: bool = False,
+    dense_units: int = 128,
+    name: str = "efficientnetv2_b0",
+) -> keras.Model:
+    """EfficientNetV2B0 backbone (its own preprocessing expects 0..255 inputs) plus a head."""
+    backbone = keras.applications.EfficientNetV2B0(
+        include_top=False,
+        weights=resolve_weights(weights),
+        input_shape=(image_size, image_size, 3),
+        include_preprocessing=True,
+        pooling="avg",
+    )
+    backbone.trainable = not freeze_backbone
+    inputs = keras.Input(shape=(image_size, image_size, 3), name="image")
+    x = backbone(inputs, training=False if freeze_backbone else None)
+    x = layers.Dropout(dropout)(x)
+    x = layers.Dense(dense_units, activation="relu")(x)
+    x = layers.Dropout(dropout)(x)
+    outputs = layers.Dense(1, activation="sigmoid", dtype="float32", name="prob_positive")(x)
+    return keras.Model(inputs, outputs, name=name)

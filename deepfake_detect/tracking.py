@@ -1,0 +1,101 @@
+"""Tracking-store plumbing: which URI, which experiment, how a config becomes params.
+
+No TensorFlow here; `leaderboard`, `promote` and the sweep callback use this module.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from urllib.parse import unquote, urlparse
+
+from filelock import FileLock
+
+from deepfake_detect.paths import DEFAULT_ARTIFACT_ROOT, DEFAULT_TRACKING_URI, PROJECT_ROOT
+
+
+def resolve_tracking_uri(uri: str | None = None) -> str:
+    """An explicit URI, else ``MLFLOW_TRACKING_URI``, else the project's SQLite store."""
+    if uri:
+        return str(uri)
+    return os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_TRACKING_URI
+
+
+def sqlite_path(uri: str) -> Path | None:
+    """The database file of a ``sqlite:///`` URI, else None."""
+    parsed = urlparse(uri)
+    if parsed.scheme != "sqlite":
+        return None
+    return Path(unquote(parsed.path))
+
+
+def artifact_location(uri: str) -> str | None:
+    """Artifact root for new experiments: beside a SQLite DB (``<db dir>/artifacts``)."""
+    if uri == DEFAULT_TRACKING_URI:
+        return DEFAULT_ARTIFACT_ROOT.as_uri()
+    db = sqlite_path(uri)
+    return (db.parent / "artifacts").as_uri() if db else None
+
+
+def ensure_experiment(uri: str, name: str) -> str:
+    """Create the store and the experiment once (under a file lock) and return its id.
+
+    SQLite schema creation is not safe when parallel sweep workers race on a new file, so the
+    first caller creates it while the others wait on the lock.
+    """
+    from mlflow.tracking import MlflowClient
+
+    db = sqlite_path(uri)
+    if db is not None:
+        db.parent.mkdir(parents=True, exist_ok=True)
+        lock = FileLock(str(db) + ".lock")
+    else:
+        lock = None
+    if lock:
+        lock.acquire(timeout=600)
+    try:
+        client = MlflowClient(tracking_uri=uri)
+        experiment = client.get_experiment_by_name(name)
+        if experiment is None:
+            return client.create_experiment(name, artifact_location=artifact_location(uri))
+        if experiment.lifecycle_stage == "deleted":
+            raise ValueError(
+                f"experiment {name!r} is deleted in {uri}; restore it in the MLflow UI "
+                "or choose another tracking.experiment"
+            )
+        return experiment.experiment_id
+    finally:
+        if lock:
+            lock.release()
+
+
+def flatten(config: Mapping, prefix: str = "") -> Iterator[tuple[str, object]]:
+    """Yield ``("model.dropout", 0.3)`` pairs for every leaf of a nested mapping."""
+    for key, value in config.items():
+        dotted = f"{prefix}{key}"
+        if isinstance(value, Mapping) and value:
+            yield from flatten(value, prefix=f"{dotted}.")
+        else:
+            yield dotted, value
+
+
+def git_commit(root: Path = PROJECT_ROOT) -> str:
+    """The project's git commit (``-dirty`` when modified), or ``unknown``."""
+    try:
+        commit = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, timeout=5
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=root,
+            capture_output=True,
+            text=True,
+            timeout=5,
+        ).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    if not commit:
+        return "unknown"
+    return f"{commit}-dirty" if dirty else commit

@@ -1,0 +1,229 @@
+"""Fit a Keras model from a composed config and log everything to MLflow (imports TensorFlow)."""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import keras
+import mlflow
+import numpy as np
+import tensorflow as tf
+from hydra.utils import instantiate
+from mlflow.tracking import MlflowClient
+from omegaconf import DictConfig, OmegaConf
+
+from deepfake_detect import plots
+from deepfake_detect.callbacks import MlflowEpochLogger, NonFiniteLossGuard
+from deepfake_detect.data.pipeline import make_dataset
+from deepfake_detect.data.prepare import PreparedData
+from deepfake_detect.evaluation import binary_metrics, youden_threshold
+from deepfake_detect.hardware import (
+    detect_accelerators,
+    global_batch_size,
+    make_strategy,
+    select_jit_compile,
+    select_precision,
+)
+from deepfake_detect.model_logging import log_keras_model
+from deepfake_detect.models.metrics import tracked_metrics
+
+log = logging.getLogger(__name__)
+THRESHOLD_METRIC = "val_youden_threshold"
+
+
+@dataclass(frozen=True)
+class FitResult:
+    """What a finished fit reports back (the sweep objective is ``val_auc``)."""
+
+    history: dict[str, list[float]]
+    val_metrics: dict[str, float]
+    test_metrics: dict[str, float] | None
+    model_uri: str | None
+
+    @property
+    def objective(self) -> float:
+        """Best validation AUC over the epochs."""
+        values = self.history.get("val_auc", [])
+        return max(values) if values else math.nan
+
+
+@dataclass(frozen=True)
+class RuntimeChoices:
+    """The resolved speed settings (logged as params)."""
+
+    precision: str
+    jit_compile: bool
+    replicas: int
+    global_batch_size: int
+
+
+def seed_everything(seed: int) -> None:
+    """Seed Python, NumPy and TensorFlow."""
+    os.environ["PYTHONHASHSEED"] = str(seed)
+    keras.utils.set_random_seed(seed)
+
+
+def build_model(cfg: DictConfig, jit_compile: bool) -> keras.Model:
+    """Instantiate model and optimizer from config and compile with the tracked metrics."""
+    model = instantiate(cfg.model, image_size=int(cfg.data.image_size))
+    model.compile(
+        optimizer=instantiate(cfg.optimizer),
+        loss=keras.losses.BinaryCrossentropy(),
+        metrics=tracked_metrics(),
+        jit_compile=jit_compile,
+    )
+    return model
+
+
+def build_callbacks(cfg: DictConfig) -> list[keras.callbacks.Callback]:
+    """The configured Keras callbacks (entries set to null are skipped)."""
+    return [
+        instantiate(spec) for spec in (cfg.trainer.callbacks or {}).values() if spec is not None
+    ]
+
+
+def predict_probabilities(model: keras.Model, dataset: tf.data.Dataset) -> np.ndarray:
+    """Probabilities of the positive class, float32 (N,)."""
+    return np.asarray(model.predict(dataset, verbose=0), dtype=np.float32).ravel()
+
+
+def log_split_report(
+    split: str,
+    labels: np.ndarray,
+    prob: np.ndarray,
+    metrics: dict[str, float],
+    class_names: list[str],
+    out: Path,
+) -> None:
+    """Write confusion matrix, ROC and PR plots of one split into ``out``."""
+    title = {"val": "validation", "test": "test"}[split]
+    plots.confusion_matrix(
+        metrics, class_names, f"Confusion matrix ({title})", out / f"confusion_matrix_{split}.png"
+    )
+    plots.roc_plot(labels, prob, metrics["auc"], f"ROC ({title})", out / f"roc_{split}.png")
+    plots.pr_plot(labels, prob, f"Precision-recall ({title})", out / f"pr_{split}.png")
+
+
+def resolve_runtime(cfg: DictConfig) -> tuple[RuntimeChoices, tf.distribute.Strategy]:
+    """Apply precision policy and strategy; return the choices for logging."""
+    accelerators = detect_accelerators()
+    precision = select_precision(str(cfg.trainer.precision), accelerators)
+    keras.mixed_precision.set_global_policy(precision)
+    strategy = make_strategy(str(cfg.trainer.strategy))
+    replicas = int(strategy.num_replicas_in_sync)
+    choices = RuntimeChoices(
+        precision=precision,
+        jit_compile=select_jit_compile(cfg.trainer.jit_compile, accelerators),
+        replicas=replicas,
+        global_batch_size=global_batch_size(
+            int(cfg.trainer.batch_size), replicas, bool(cfg.trainer.scale_batch_with_replicas)
+        ),
+    )
+    return choices, strategy
+
+
+def fit_and_log(
+    cfg: DictConfig, data: PreparedData, client: MlflowClient, run_id: str, register_as: str | None
+) -> FitResult:
+    """Train, evaluate val/test, log params, metrics, plots and the model to ``run_id``."""
+    seed_everything(int(cfg.seed))
+    runtime, strategy = resolve_runtime(cfg)
+    client.log_batch(
+        run_id,
+        params=[
+            mlflow.entities.Param(f"runtime.{key}", str(value))
+            for key, value in runtime.__dict__.items()
+        ],
+    )
+    with strategy.scope():
+        model = build_model(cfg, runtime.jit_compile)
+    seed = int(cfg.seed)
+    batch = runtime.global_batch_size
+    parallel = cfg.trainer.parallel_calls
+    train_ds = make_dataset(data.train, batch, shuffle=True, seed=seed, parallel_calls=parallel)
+    val_ds = make_dataset(data.val, batch, shuffle=False, seed=seed, parallel_calls=parallel)
+
+    logger = MlflowEpochLogger(client, run_id)
+    guard = NonFiniteLossGuard()
+    model.fit(
+        train_ds,
+        validation_data=val_ds,
+        epochs=int(cfg.trainer.epochs),
+        callbacks=[guard, *build_callbacks(cfg), logger],
+        verbose=int(cfg.trainer.verbose),
+    )
+    guard.raise_if_tripped()
+    last_step = max(len(logger.history.get("train_loss", [])) - 1, 0)
+
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp)
+        val_prob = predict_probabilities(model, val_ds)
+        val_metrics = binary_metrics(data.val.labels, val_prob)
+        threshold = youden_threshold(data.val.labels, val_prob)
+        client.log_metric(run_id, THRESHOLD_METRIC, threshold, step=last_step)
+        log_split_report(
+            "val", data.val.labels, val_prob, val_metrics, data.class_names, out / "plots"
+        )
+        test_metrics = None
+        if data.test is not None:
+            test_ds = make_dataset(
+                data.test, batch, shuffle=False, seed=seed, parallel_calls=parallel
+            )
+            test_prob = predict_probabilities(model, test_ds)
+            test_metrics = binary_metrics(data.test.labels, test_prob)
+            client.log_batch(
+                run_id,
+                metrics=[
+                    mlflow.entities.Metric(f"test_{key}", value, int(time.time() * 1000), last_step)
+                    for key, value in test_metrics.items()
+                ],
+            )
+            log_split_report(
+                "test", data.test.labels, test_prob, test_metrics, data.class_names, out / "plots"
+            )
+        plots.training_curves(logger.history, out / "plots" / "training_curves.png")
+        (out / "config").mkdir()
+        (out / "config" / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
+        summary: list[str] = []
+        model.summary(print_fn=lambda line, **_: summary.append(line))
+        (out / "model_summary.txt").write_text("\n".join(summary) + "\n")
+        client.log_artifacts(run_id, str(out))
+
+    model_uri = None
+    if cfg.tracking.log_model:
+        model_uri = log_keras_model(
+            model,
+            int(cfg.data.image_size),
+            register_as,
+            version_tags=version_tags(cfg, data, val_metrics, test_metrics, run_id),
+        )
+    return FitResult(logger.history, val_metrics, test_metrics, model_uri)
+
+
+def version_tags(
+    cfg: DictConfig,
+    data: PreparedData,
+    val: dict[str, float],
+    test: dict[str, float] | None,
+    run_id: str,
+) -> dict[str, str]:
+    """Tags for a registered model version."""
+    from deepfake_detect.tracking import git_commit
+
+    tags = {
+        "run_id": run_id,
+        "model_config": str(cfg.model.name),
+        "val_auc": f"{val['auc']:.6f}",
+        "val_acc": f"{val['acc']:.6f}",
+        "dataset_fingerprint": data.fingerprint,
+        "git_commit": git_commit(),
+    }
+    if test is not None:
+        tags["test_auc"] = f"{test['auc']:.6f}"
+    return tags
