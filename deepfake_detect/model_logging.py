@@ -1,4 +1,4 @@
-"""Log a Keras model to the active MLflow run and optionally register it."""
+"""Log a Keras model to the active MLflow run (signature, pinned requirements)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import numpy as np
 from mlflow.models import ModelSignature
 from mlflow.types.schema import Schema, TensorSpec
 
-MODEL_ARTIFACT = "model"
+from deepfake_detect.run_types import MODEL_ARTIFACT
 
 
 def pinned_requirements() -> list[str]:
@@ -32,16 +32,12 @@ def image_signature(image_size: int) -> ModelSignature:
     )
 
 
-def log_keras_model(
-    model: keras.Model, image_size: int, register_as: str | None, version_tags: dict[str, str]
-) -> str:
-    """Log ``model`` under ``model`` in the active run; register it when ``register_as``."""
+def log_keras_model(model: keras.Model, image_size: int) -> str:
+    """Log ``model`` as ``model`` in the active run with a signature; return its URI."""
     info = mlflow.keras.log_model(
         model,
         name=MODEL_ARTIFACT,
         signature=image_signature(image_size),
         pip_requirements=pinned_requirements(),
     )
-    if register_as:
-        mlflow.register_model(info.model_uri, register_as, tags=version_tags)
     return info.model_uri

@@ -17,7 +17,7 @@ from deepfake_detect.evaluation import precision_recall_curve, roc_curve  # noqa
 def _save(fig: plt.Figure, path: Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
+    fig.savefig(path, dpi=100, format="png")
     plt.close(fig)
     return path
 
@@ -107,3 +107,20 @@ def sweep_grid(
     axis.set_ylabel("model.dropout")
     fig.colorbar(points, label=metric)
     return _save(fig, path)
+
+
+def split_report(
+    split: str,
+    labels: np.ndarray,
+    prob: np.ndarray,
+    metrics: Mapping[str, float],
+    class_names: Sequence[str],
+    out: Path,
+) -> None:
+    """Confusion matrix, ROC and PR plots of one split, written into ``out``."""
+    title = {"val": "validation", "test": "test", "train": "train"}.get(split, split)
+    confusion_matrix(
+        metrics, class_names, f"Confusion matrix ({title})", out / f"confusion_matrix_{split}.png"
+    )
+    roc_plot(labels, prob, metrics["auc"], f"ROC ({title})", out / f"roc_{split}.png")
+    pr_plot(labels, prob, f"Precision-recall ({title})", out / f"pr_{split}.png")

@@ -14,6 +14,7 @@ from omegaconf import DictConfig, OmegaConf
 
 import deepfake_detect  # noqa: F401  (registers the config resolvers)
 from deepfake_detect.job_context import JobContext, current_job, run_name
+from deepfake_detect.run_types import PARENT_TAG, RUN_TYPE_TAG, TRAINING
 from deepfake_detect.tracking import ensure_experiment, flatten, git_commit, resolve_tracking_uri
 
 log = logging.getLogger(__name__)
@@ -25,6 +26,7 @@ def run_tags(
 ) -> dict[str, str]:
     """Tags that say what was trained on what (and, in a sweep, under which parent)."""
     tags = {
+        RUN_TYPE_TAG: TRAINING,
         "model": str(cfg.model.name),
         "git_commit": git_commit(),
         "hydra_overrides": " ".join(job.overrides),
@@ -35,7 +37,7 @@ def run_tags(
         "skipped_images": str(skipped),
     }
     if job.parent_run_id:
-        tags["mlflow.parentRunId"] = job.parent_run_id
+        tags[PARENT_TAG] = job.parent_run_id
         tags["sweep_run_id"] = job.parent_run_id
     return tags
 

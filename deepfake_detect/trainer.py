@@ -30,11 +30,12 @@ from deepfake_detect.hardware import (
     select_jit_compile,
     select_precision,
 )
+from deepfake_detect.inference.model_source import THRESHOLD_METRIC
 from deepfake_detect.model_logging import log_keras_model
 from deepfake_detect.models.metrics import tracked_metrics
+from deepfake_detect.registry.versions import version_tags
 
 log = logging.getLogger(__name__)
-THRESHOLD_METRIC = "val_youden_threshold"
 
 
 @dataclass(frozen=True)
@@ -91,23 +92,6 @@ def build_callbacks(cfg: DictConfig) -> list[keras.callbacks.Callback]:
 def predict_probabilities(model: keras.Model, dataset: tf.data.Dataset) -> np.ndarray:
     """Probabilities of the positive class, float32 (N,)."""
     return np.asarray(model.predict(dataset, verbose=0), dtype=np.float32).ravel()
-
-
-def log_split_report(
-    split: str,
-    labels: np.ndarray,
-    prob: np.ndarray,
-    metrics: dict[str, float],
-    class_names: list[str],
-    out: Path,
-) -> None:
-    """Write confusion matrix, ROC and PR plots of one split into ``out``."""
-    title = {"val": "validation", "test": "test"}[split]
-    plots.confusion_matrix(
-        metrics, class_names, f"Confusion matrix ({title})", out / f"confusion_matrix_{split}.png"
-    )
-    plots.roc_plot(labels, prob, metrics["auc"], f"ROC ({title})", out / f"roc_{split}.png")
-    plots.pr_plot(labels, prob, f"Precision-recall ({title})", out / f"pr_{split}.png")
 
 
 def resolve_runtime(cfg: DictConfig) -> tuple[RuntimeChoices, tf.distribute.Strategy]:
@@ -167,7 +151,7 @@ def fit_and_log(
         val_metrics = binary_metrics(data.val.labels, val_prob)
         threshold = youden_threshold(data.val.labels, val_prob)
         client.log_metric(run_id, THRESHOLD_METRIC, threshold, step=last_step)
-        log_split_report(
+        plots.split_report(
             "val", data.val.labels, val_prob, val_metrics, data.class_names, out / "plots"
         )
         test_metrics = None
@@ -184,7 +168,7 @@ def fit_and_log(
                     for key, value in test_metrics.items()
                 ],
             )
-            log_split_report(
+            plots.split_report(
                 "test", data.test.labels, test_prob, test_metrics, data.class_names, out / "plots"
             )
         plots.training_curves(logger.history, out / "plots" / "training_curves.png")
@@ -197,33 +181,7 @@ def fit_and_log(
 
     model_uri = None
     if cfg.tracking.log_model:
-        model_uri = log_keras_model(
-            model,
-            int(cfg.data.image_size),
-            register_as,
-            version_tags=version_tags(cfg, data, val_metrics, test_metrics, run_id),
-        )
+        model_uri = log_keras_model(model, int(cfg.data.image_size))
+        if register_as:
+            mlflow.register_model(model_uri, register_as, tags=version_tags(client, run_id))
     return FitResult(logger.history, val_metrics, test_metrics, model_uri)
-
-
-def version_tags(
-    cfg: DictConfig,
-    data: PreparedData,
-    val: dict[str, float],
-    test: dict[str, float] | None,
-    run_id: str,
-) -> dict[str, str]:
-    """Tags for a registered model version."""
-    from deepfake_detect.tracking import git_commit
-
-    tags = {
-        "run_id": run_id,
-        "model_config": str(cfg.model.name),
-        "val_auc": f"{val['auc']:.6f}",
-        "val_acc": f"{val['acc']:.6f}",
-        "dataset_fingerprint": data.fingerprint,
-        "git_commit": git_commit(),
-    }
-    if test is not None:
-        tags["test_auc"] = f"{test['auc']:.6f}"
-    return tags

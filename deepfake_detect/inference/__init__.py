@@ -1,0 +1,1 @@
+"""Use logged or registered models: load by URI, evaluate a split, predict images."""

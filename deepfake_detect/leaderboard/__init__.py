@@ -1,0 +1,1 @@
+"""MLflow runs -> the seed's ``model_eval.csv`` table (no TensorFlow anywhere in here)."""

@@ -1,0 +1,94 @@
+"""``deepfake-detect leaderboard``: export the runs of a store to ``model_eval.csv``."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from deepfake_detect.atomic_write import OutputError
+from deepfake_detect.leaderboard.export import export, terminal_table
+from deepfake_detect.leaderboard.store_reader import (
+    StoreError,
+    open_client,
+    read_runs,
+    resolve_experiments,
+)
+from deepfake_detect.leaderboard.table import Leaderboard, build_leaderboard, validate_metric
+from deepfake_detect.metric_names import EPOCH_KEYS, TEST_KEYS
+from deepfake_detect.paths import RESULTS_DIR
+from deepfake_detect.tracking import resolve_tracking_uri
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Options of the leaderboard command."""
+    parser.add_argument(
+        "--experiment",
+        action="append",
+        default=[],
+        help="experiment name (repeatable; default: all experiments)",
+    )
+    parser.add_argument("--sweep", help="only the children of this sweep's parent run id")
+    parser.add_argument(
+        "--select",
+        choices=("best", "last"),
+        default="best",
+        help="which epoch a row reports (default: best by --metric)",
+    )
+    parser.add_argument("--metric", default="val_auc", help="ranking metric (default val_auc)")
+    parser.add_argument(
+        "--include-failed",
+        action="store_true",
+        help="also export FAILED/KILLED/RUNNING runs (missing values blank)",
+    )
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=RESULTS_DIR / "model_eval.csv",
+        help="CSV path; .md and .png are written beside it",
+    )
+    parser.add_argument("--no-chart", action="store_true", help="skip the PNG bar chart")
+
+
+def collect(
+    tracking_uri: str | None,
+    experiments: list[str],
+    sweep: str | None,
+    include_failed: bool,
+    metric: str,
+    select: str,
+) -> Leaderboard:
+    """Read the store and build the table (raises StoreError/ValueError on bad input)."""
+    validate_metric(metric)
+    client = open_client(resolve_tracking_uri(tracking_uri))
+    chosen = resolve_experiments(client, experiments)
+    records = read_runs(client, chosen, sweep, include_failed, [*EPOCH_KEYS, *TEST_KEYS])
+    return build_leaderboard(records, metric, select)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Export and report; exit status 0 on success, 2 on bad input or unwritable output."""
+    try:
+        board = collect(
+            args.tracking_uri,
+            args.experiment,
+            args.sweep,
+            args.include_failed,
+            args.metric,
+            args.select,
+        )
+        paths = export(board, args.out, chart=not args.no_chart)
+    except (StoreError, ValueError, OutputError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    for warning in board.warnings:
+        print(f"warning: {warning}", file=sys.stderr)
+    if board.table.empty:
+        print(f"no runs matched: wrote a header-only table to {args.out}")
+        return 0
+    print(terminal_table(board))
+    print(
+        f"\n{len(board.table)} runs ranked by {board.metric} ({args.select} epoch) -> "
+        + ", ".join(str(p) for p in paths)
+    )
+    return 0

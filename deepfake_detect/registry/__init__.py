@@ -1,0 +1,1 @@
+"""MLflow Model Registry workflow: register run models, move aliases (no TensorFlow)."""
