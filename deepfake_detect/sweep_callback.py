@@ -1,18 +1,145 @@
-"""Hydra callback: one MLflow parent run per multirun, children nested under it."""
+"""Hydra callback: one MLflow parent run per multirun, each job's run nested under it.
+
+Before any job starts, the store and experiment are created (parallel first-time SQLite
+schema creation races) and the parent run is opened; its id reaches the jobs through an
+environment variable (inherited by joblib/submitit workers). When the sweep ends the parent
+gets summary metrics, the best child as a tag, the children's leaderboard and a val_auc plot.
+"""
 
 from __future__ import annotations
 
+import atexit
+import logging
+import math
+import os
+import tempfile
+import time
+from pathlib import Path
 from typing import Any
 
 from hydra.experimental.callback import Callback
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
+
+from deepfake_detect.job_context import PARENT_RUN_ENV
+from deepfake_detect.run_types import RUN_TYPE_TAG, SWEEP
+
+log = logging.getLogger(__name__)
+SUMMARY_METRICS = ("val_auc", "val_acc", "val_loss", "test_auc", "test_acc")
+
+
+def sweep_name(config: DictConfig) -> str:
+    """``sweep-grid_dropout_lr-2026-11-29_13-05-00`` (search config name or ``adhoc``)."""
+    choice = config.hydra.runtime.choices.get("hparams_search") or "adhoc"
+    return f"sweep-{choice}-{time.strftime('%Y-%m-%d_%H-%M-%S')}"
+
+
+def grid_params(config: DictConfig) -> dict[str, str]:
+    """The swept values: sweeper params plus comma-separated command-line overrides."""
+    params = {}
+    sweeper_params = OmegaConf.select(config, "hydra.sweeper.params") or {}
+    for key, value in sweeper_params.items():
+        params[f"sweep.{key}"] = str(value)
+    for override in config.hydra.overrides.task:
+        key, _, value = override.partition("=")
+        if "," in value or value.startswith(("range(", "interval(", "choice(")):
+            params[f"sweep.{key}"] = value
+    return params
 
 
 class MlflowSweepCallback(Callback):
     """Opens the sweep's parent run before jobs start and summarises it when they end."""
 
+    def __init__(self) -> None:
+        self.parent_run_id: str | None = None
+        self.uri: str | None = None
+
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
-        return None
+        from mlflow.tracking import MlflowClient
+
+        from deepfake_detect.tracking import ensure_experiment, resolve_tracking_uri
+
+        self.uri = resolve_tracking_uri(config.tracking.uri)
+        experiment_id = ensure_experiment(self.uri, str(config.tracking.experiment))
+        client = MlflowClient(tracking_uri=self.uri)
+        tags = {
+            RUN_TYPE_TAG: SWEEP,
+            "hydra_overrides": " ".join(config.hydra.overrides.task),
+            "sweeper": str(config.hydra.sweeper._target_),
+            "launcher": str(config.hydra.launcher._target_),
+            "sweep_dir": str(config.hydra.sweep.dir),
+        }
+        run = client.create_run(experiment_id, run_name=sweep_name(config), tags=tags)
+        self.parent_run_id = run.info.run_id
+        params = grid_params(config)
+        if params:
+            from mlflow.entities import Param
+
+            client.log_batch(
+                self.parent_run_id, params=[Param(k, v[:6000]) for k, v in params.items()]
+            )
+        os.environ[PARENT_RUN_ENV] = self.parent_run_id
+        atexit.register(self._close_if_open)
+        print(f"sweep parent run {self.parent_run_id} ({run.info.run_name}) at {self.uri}")
+
+    def _close_if_open(self) -> None:
+        """A sweep that died (Ctrl-C, crash) leaves its parent KILLED, not RUNNING."""
+        if not self.parent_run_id:
+            return
+        from mlflow.tracking import MlflowClient
+
+        client = MlflowClient(tracking_uri=self.uri)
+        if client.get_run(self.parent_run_id).info.status == "RUNNING":
+            client.set_terminated(self.parent_run_id, "KILLED")
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
-        return None
+        from mlflow.tracking import MlflowClient
+
+        if not self.parent_run_id:
+            return
+        client = MlflowClient(tracking_uri=self.uri)
+        try:
+            summarise_sweep(client, self.parent_run_id, str(config.tracking.experiment))
+        finally:
+            client.set_terminated(self.parent_run_id, "FINISHED")
+            os.environ.pop(PARENT_RUN_ENV, None)
+            self.parent_run_id = None
+
+
+def summarise_sweep(client, parent_run_id: str, experiment: str) -> None:
+    """Log the children summary, best child, leaderboard and val_auc plot on the parent."""
+    from deepfake_detect import plots
+    from deepfake_detect.leaderboard.command import collect
+    from deepfake_detect.leaderboard.export import export, terminal_table
+
+    board = collect(client.tracking_uri, [experiment], parent_run_id, True, "val_auc", "best")
+    table = board.table
+    children = len(table)
+    run_ids = list(table["run_id"])
+    statuses = {run_id: client.get_run(run_id).info.status for run_id in run_ids}
+    finished = table[[statuses[r] == "FINISHED" for r in run_ids]]
+    client.log_metric(parent_run_id, "children", children)
+    client.log_metric(parent_run_id, "children_failed", children - len(finished))
+    if not finished.empty:
+        best = finished.iloc[0]
+        for key in SUMMARY_METRICS:
+            value = float(best[key]) if best[key] == best[key] else math.nan
+            if not math.isnan(value):
+                client.log_metric(parent_run_id, f"best_{key}", value)
+        client.set_tag(parent_run_id, "best_child_run_id", str(best["run_id"]))
+        client.set_tag(parent_run_id, "best_child_name", str(best["model"]))
+    with tempfile.TemporaryDirectory() as tmp:
+        export(board, Path(tmp) / "sweep_leaderboard.csv")
+        if not finished.empty:
+            plots.sweep_grid(
+                [float(v) if v != "" else math.nan for v in finished["model.dropout"]],
+                [float(v) if v != "" else math.nan for v in finished["optimizer.lr"]],
+                [float(v) for v in finished["val_auc"]],
+                "val_auc",
+                Path(tmp) / "val_auc_by_dropout_lr.png",
+            )
+        client.log_artifacts(parent_run_id, tmp)
+    print(terminal_table(board))
+    print(
+        f"sweep {parent_run_id}: {children} runs, {children - len(finished)} failed; "
+        f"`deepfake-detect leaderboard --sweep {parent_run_id}` exports it"
+    )

@@ -1,0 +1,82 @@
+# deepfake_detect: `make help` lists the targets.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+PYTHON_BASE ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.install-stamp
+ROOT := $(CURDIR)
+STORE_URI := sqlite:///$(ROOT)/mlruns/mlflow.db
+DEMO_DATA := data/synthetic
+PORT ?= 5000
+HOST ?= 127.0.0.1
+BACKEND_URI ?= $(STORE_URI)
+ARTIFACTS ?= $(ROOT)/mlruns/server-artifacts
+OUT ?= results/model_eval.csv
+EXPERIMENT ?=
+SWEEP ?=
+METRIC ?= val_auc
+ALIAS ?= champion
+PYTEST_ARGS ?=
+
+help: ## list the targets
+	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | \
+		awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-12s\033[0m %s\n", $$1, $$2}'
+
+$(STAMP): pyproject.toml
+	@test -x $(PY) || $(PYTHON_BASE) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[dev]'
+	@touch $(STAMP)
+
+install: $(STAMP) ## create .venv and install (re-runs only when pyproject.toml changes)
+
+$(DEMO_DATA)/.complete: | $(STAMP)
+	$(VENV)/bin/deepfake-detect synth $(DEMO_DATA) --size 128 --train 600 --val 200 --test 200 --seed 0
+	@touch $@
+
+data: $(DEMO_DATA)/.complete ## make the synthetic demo dataset (data/synthetic) if missing
+
+demo: install data ## install, make the demo data, train cnn_baseline and say where to look
+	TF_CPP_MIN_LOG_LEVEL=2 $(PY) -m deepfake_detect.train
+	@echo "Open it: make ui  (then http://$(HOST):$(PORT)); table: make leaderboard"
+
+chromium: ## install Debian's chromium for the browser test when missing
+	@command -v chromium >/dev/null 2>&1 || (apt-get install -y chromium >/dev/null 2>&1 \
+		|| (apt-get update -qq && apt-get install -y -qq chromium)) \
+		|| echo "warning: could not install chromium; the browser test will be skipped"
+
+test: install chromium ## install if needed and run the whole test suite
+	TF_CPP_MIN_LOG_LEVEL=2 $(PY) -m pytest $(PYTEST_ARGS)
+
+lint: install ## ruff check and format check
+	$(VENV)/bin/ruff check deepfake_detect tests bench
+	$(VENV)/bin/ruff format --check deepfake_detect tests bench
+
+leaderboard: install ## export runs to results/model_eval.csv (OUT= EXPERIMENT= SWEEP= METRIC=)
+	$(VENV)/bin/deepfake-detect leaderboard --out $(OUT) --metric $(METRIC) \
+		$(if $(EXPERIMENT),--experiment $(EXPERIMENT)) $(if $(SWEEP),--sweep $(SWEEP))
+
+sweep: install data ## dropout x lr grid over cnn_baseline on the demo data, then its leaderboard
+	TF_CPP_MIN_LOG_LEVEL=2 $(PY) -m deepfake_detect.train -m hparams_search=grid_dropout_lr
+
+promote: install ## point @champion at the best finished run (METRIC= ALIAS= EXPERIMENT= SWEEP=)
+	$(VENV)/bin/deepfake-detect promote --metric $(METRIC) --alias $(ALIAS) \
+		$(if $(EXPERIMENT),--experiment $(EXPERIMENT)) $(if $(SWEEP),--sweep $(SWEEP))
+
+ui: install ## MLflow UI on http://127.0.0.1:$(PORT) over the project's store
+	$(VENV)/bin/mlflow server --backend-store-uri $(STORE_URI) \
+		--default-artifact-root $(ROOT)/mlruns/artifacts --host 127.0.0.1 --port $(PORT)
+
+server: install ## team tracking server (BACKEND_URI= ARTIFACTS= HOST= PORT=)
+	$(VENV)/bin/mlflow server --backend-store-uri $(BACKEND_URI) \
+		--artifacts-destination $(ARTIFACTS) --serve-artifacts --host $(HOST) --port $(PORT)
+
+bench: install ## speed benchmark -> results/bench.json (QUICK=1 for the < 5 min version)
+	TF_CPP_MIN_LOG_LEVEL=2 $(PY) -m bench.run $(if $(QUICK),--quick)
+
+clean-results: ## remove results/ (the tracking store in mlruns/ is never touched)
+	rm -rf results
+
+.PHONY: help install data demo chromium test lint leaderboard sweep promote ui server bench clean-results
