@@ -24,11 +24,11 @@ def resolve_tracking_uri(uri: str | None = None) -> str:
 
 
 def sqlite_path(uri: str) -> Path | None:
-    """The database file of a ``sqlite:///`` URI, else None."""
+    """The database file of a ``sqlite:///`` URI (``sqlite:////abs`` is absolute), else None."""
     parsed = urlparse(uri)
     if parsed.scheme != "sqlite":
         return None
-    return Path(unquote(parsed.path))
+    return Path(unquote(parsed.path[1:])).absolute()
 
 
 def artifact_location(uri: str) -> str | None:

@@ -1,0 +1,179 @@
+"""Leaderboard exporter: golden CSVs, re-export, filters, warnings and errors."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+from mlflow.tracking import MlflowClient
+
+from deepfake_detect.atomic_write import OutputError, write_atomically
+from deepfake_detect.cli import main
+from tests.conftest import run_cli
+from tests.leaderboard_fixtures import Split, log_run, populate, sweep_parent
+
+GOLDEN = Path(__file__).parent / "golden"
+
+
+@pytest.fixture
+def golden_store(store_uri):
+    return store_uri, populate(store_uri)
+
+
+def expected(name: str, ids: dict[str, str]) -> str:
+    text = (GOLDEN / f"model_eval_{name}.csv").read_text()
+    for key, run_id in ids.items():
+        text = text.replace("{" + key + "}", run_id)
+    return text
+
+
+def export(uri: str, out: Path, *extra: str) -> int:
+    return main(["leaderboard", "--tracking-uri", uri, "--out", str(out), *extra])
+
+
+@pytest.mark.parametrize("select", ["best", "last"])
+def test_golden_csv(golden_store, tmp_path, select):
+    uri, ids = golden_store
+    out = tmp_path / "model_eval.csv"
+    assert export(uri, out, "--select", select) == 0
+    assert out.read_text() == expected(select, ids)
+    assert out.with_suffix(".md").read_text().startswith("| model | train_loss |")
+    assert out.with_suffix(".png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_reexport_is_byte_identical_and_replaces(golden_store, tmp_path):
+    uri, _ = golden_store
+    out = tmp_path / "model_eval.csv"
+    export(uri, out)
+    first = out.read_bytes()
+    export(uri, out)
+    assert out.read_bytes() == first
+    assert first.count(b"\n") == 4  # header + 3 finished runs, never appended
+
+
+def test_failed_runs_only_on_request(golden_store, tmp_path):
+    uri, ids = golden_store
+    out = tmp_path / "model_eval.csv"
+    export(uri, out)
+    assert ids["failed"] not in out.read_text()
+    export(uri, out, "--include-failed")
+    assert out.read_text() == expected("failed", ids)
+
+
+def test_swapped_counts_are_flagged(golden_store, tmp_path, capsys):
+    uri, ids = golden_store
+    export(uri, tmp_path / "model_eval.csv")
+    err = capsys.readouterr().err
+    flagged = [line for line in err.splitlines() if line.startswith("warning:")]
+    assert flagged and all(ids["swapped"] in line for line in flagged)
+    assert "efficientnetv2-b0_retrain" in flagged[0]
+
+
+def test_sweep_filter_and_duplicate_names(store_uri, tmp_path):
+    client = MlflowClient(tracking_uri=store_uri)
+    eid = client.create_experiment("sweeps")
+    parent = sweep_parent(client, eid)
+    epoch = [(Split(0.5, 0.8, 40, 10, 40, 10), Split(0.5, 0.8, 40, 10, 40, 10))]
+    children = [
+        log_run(
+            client,
+            eid,
+            "cnn_baseline",
+            epoch,
+            None,
+            {"model.dropout": d, "optimizer.lr": "0.001"},
+            parent=parent,
+        )
+        for d in ("0.1", "0.5")
+    ]
+    log_run(client, eid, "outsider", epoch, None, {"model.dropout": "0.2"})
+    out = tmp_path / "sweep.csv"
+    assert export(store_uri, out, "--sweep", parent) == 0
+    text = out.read_text()
+    assert "outsider" not in text and "sweep-grid" not in text
+    for child in children:
+        assert f"cnn_baseline-{child[:7]}" in text and child in text
+    assert text.count(parent) == 2
+
+
+def test_unknown_experiment_lists_existing(golden_store, tmp_path, capsys):
+    uri, _ = golden_store
+    assert export(uri, tmp_path / "x.csv", "--experiment", "nope") == 2
+    err = capsys.readouterr().err
+    assert "unknown experiment 'nope'" in err and "golden" in err
+
+
+def test_unknown_sweep_lists_sweeps(golden_store, tmp_path, capsys):
+    uri, _ = golden_store
+    assert export(uri, tmp_path / "x.csv", "--sweep", "abc") == 2
+    assert "unknown sweep 'abc'" in capsys.readouterr().err
+
+
+def test_missing_store_is_an_error_not_a_new_store(tmp_path, capsys):
+    db = tmp_path / "none" / "mlflow.db"
+    assert export(f"sqlite:///{db}", tmp_path / "x.csv") == 2
+    assert f"no tracking store at {db}" in capsys.readouterr().err
+    assert not db.exists()
+
+
+def test_empty_selection_writes_header_only(store_uri, tmp_path, capsys):
+    MlflowClient(tracking_uri=store_uri).create_experiment("empty")
+    out = tmp_path / "x.csv"
+    assert export(store_uri, out, "--experiment", "empty") == 0
+    assert out.read_text().splitlines()[0].startswith("model,train_loss,train_acc")
+    assert len(out.read_text().splitlines()) == 1
+    assert "header-only" in capsys.readouterr().out
+
+
+def test_unwritable_output_is_a_clear_error(golden_store, tmp_path, capsys):
+    uri, _ = golden_store
+    blocker = tmp_path / "results"
+    blocker.write_text("a file where a folder should be")
+    assert export(uri, blocker / "model_eval.csv") == 2
+    assert "cannot write" in capsys.readouterr().err
+
+
+def test_failed_write_keeps_previous_file(tmp_path):
+    out = tmp_path / "model_eval.csv"
+    out.write_text("previous\n")
+
+    def crash(tmp: Path) -> None:
+        tmp.write_text("half a fi")
+        raise OSError("disk full")
+
+    with pytest.raises(OutputError, match="previous file is unchanged"):
+        write_atomically(out, crash)
+    assert out.read_text() == "previous\n"
+    assert list(tmp_path.iterdir()) == [out]
+
+
+def test_bad_metric_is_rejected(golden_store, tmp_path, capsys):
+    uri, _ = golden_store
+    assert export(uri, tmp_path / "x.csv", "--metric", "val_f1") == 2
+    assert "val_auc" in capsys.readouterr().err
+
+
+def test_leaderboard_never_imports_tensorflow(golden_store, tmp_path):
+    uri, _ = golden_store
+    code = (
+        "import sys; from deepfake_detect.cli import main; "
+        f"rc = main(['leaderboard', '--tracking-uri', {uri!r}, '--out', "
+        f"{str(tmp_path / 'x.csv')!r}]); "
+        "assert rc == 0; assert 'tensorflow' not in sys.modules, 'tensorflow imported'; "
+        "assert 'keras' not in sys.modules"
+    )
+    result = run_cli(["-c", code])
+    assert result.returncode == 0, result.stderr
+
+
+def test_help_does_not_import_tensorflow():
+    code = (
+        "import sys\nfrom deepfake_detect.cli import build_parser\nbuild_parser()\n"
+        "assert 'tensorflow' not in sys.modules"
+    )
+    result = run_cli(["-c", code])
+    assert result.returncode == 0, result.stderr
+    helped = run_cli(["-m", "deepfake_detect.cli", "leaderboard", "--help"])
+    assert helped.returncode == 0 and "--include-failed" in helped.stdout
+    assert sys.executable
