@@ -57,5 +57,14 @@ def run_name(stem: str, overrides: tuple[str, ...]) -> str:
         key, _, value = override.lstrip("+~").partition("=")
         if override.startswith(_NAME_EXCLUDED_PREFIXES) or key.startswith(_NAME_EXCLUDED_PREFIXES):
             continue
-        parts.append(f"{key.rsplit('.', 1)[-1]}={value}")
+        parts.append(f"{key.rsplit('.', 1)[-1]}={_short(value)}")
     return "-".join(parts)
+
+
+def _short(value: str) -> str:
+    """Floats with 4 significant digits (Optuna proposes 0.13581025224334...)."""
+    try:
+        number = float(value)
+    except ValueError:
+        return value
+    return value if value.isdigit() else f"{number:.4g}"

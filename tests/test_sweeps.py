@@ -1,0 +1,120 @@
+"""Real Hydra multiruns (subprocess): parent/child runs, joblib, Optuna, failures."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+from mlflow.tracking import MlflowClient
+
+from deepfake_detect.run_types import PARENT_TAG, RUN_TYPE_TAG, SWEEP
+from tests.conftest import TINY_SIZE, run_cli
+
+pytestmark = pytest.mark.slow
+
+
+def multirun(tiny_data: Path, tmp_path: Path, *overrides: str):
+    uri = f"sqlite:///{tmp_path / 'store' / 'mlflow.db'}"
+    result = run_cli(
+        [
+            "-m",
+            "deepfake_detect.train",
+            "-m",
+            f"data.root={tiny_data}",
+            f"data.image_size={TINY_SIZE}",
+            f"data.cache_dir={tmp_path / 'cache'}",
+            f"tracking.uri={uri}",
+            "trainer.epochs=2",
+            "trainer.batch_size=8",
+            "trainer.verbose=0",
+            f"hydra.sweep.dir={tmp_path / 'sweep'}",
+            *overrides,
+        ],
+        cwd=tmp_path,
+    )
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    client = MlflowClient(tracking_uri=uri)
+    runs = client.search_runs([client.get_experiment_by_name("deepfake_detect").experiment_id])
+    parents = [r for r in runs if r.data.tags.get(RUN_TYPE_TAG) == SWEEP]
+    assert len(parents) == 1
+    parent = parents[0]
+    children = [r for r in runs if r.data.tags.get(PARENT_TAG) == parent.info.run_id]
+    assert len(runs) == 1 + len(children)
+    return client, parent, children
+
+
+def assert_complete_children(client, children, expected_grid):
+    grid = {(c.data.params["model.dropout"], c.data.params["optimizer.lr"]) for c in children}
+    assert grid == expected_grid
+    for child in children:
+        assert child.info.status == "FINISHED"
+        keys = set(child.data.metrics)
+        assert not [k for k in keys if k.endswith("_1")], keys
+        for key in ("train_loss", "val_auc", "val_tp", "lr"):
+            assert [m.step for m in client.get_metric_history(child.info.run_id, key)] == [0, 1]
+        assert "test_auc" in keys
+
+
+GRID = {(d, lr) for d in ("0.1", "0.3") for lr in ("0.001", "0.01")}
+GRID_ARGS = ("model.dropout=0.1,0.3", "optimizer.lr=0.001,0.01")
+
+
+def test_grid_sweep_parent_and_children(tiny_data, tmp_path):
+    client, parent, children = multirun(tiny_data, tmp_path, *GRID_ARGS)
+    assert_complete_children(client, children, GRID)
+    assert parent.info.status == "FINISHED"
+    assert parent.data.metrics["children"] == 4
+    assert parent.data.metrics["children_failed"] == 0
+    best = max(
+        children,
+        key=lambda c: max(m.value for m in client.get_metric_history(c.info.run_id, "val_auc")),
+    )
+    assert parent.data.tags["best_child_run_id"] == best.info.run_id
+    assert parent.data.params["sweep.model.dropout"] == "0.1,0.3"
+    artifacts = {a.path for a in client.list_artifacts(parent.info.run_id)}
+    assert {"sweep_leaderboard.csv", "val_auc_by_dropout_lr.png"} <= artifacts
+    assert not any(v.run_id for v in client.search_model_versions("name='deepfake-detector'"))
+
+
+def test_joblib_two_workers_lose_nothing(tiny_data, tmp_path):
+    client, parent, children = multirun(
+        tiny_data, tmp_path, "hydra/launcher=local_parallel", "hydra.launcher.n_jobs=2", *GRID_ARGS
+    )
+    assert_complete_children(client, children, GRID)
+    assert parent.data.metrics["children"] == 4
+
+
+def test_optuna_three_trials(tiny_data, tmp_path):
+    client, parent, children = multirun(
+        tiny_data,
+        tmp_path,
+        "hparams_search=optuna_dropout_lr",
+        "hydra.sweeper.n_trials=3",
+        "trainer.epochs=1",
+    )
+    assert len(children) == 3
+    assert all(c.info.status == "FINISHED" for c in children)
+    results = yaml.safe_load((tmp_path / "sweep" / "optimization_results.yaml").read_text())
+    best_child = max(c.data.metrics["val_auc"] for c in children)
+    assert results["best_value"] == pytest.approx(best_child, abs=1e-6)
+    assert parent.data.metrics["best_val_auc"] == pytest.approx(best_child, abs=1e-6)
+
+
+def test_failing_job_does_not_stop_the_sweep(tiny_data, tmp_path):
+    client, parent, children = multirun(
+        tiny_data, tmp_path, "model.dropout=0.2,1.5", "trainer.epochs=1"
+    )
+    statuses = sorted((c.data.params["model.dropout"], c.info.status) for c in children)
+    assert statuses == [("0.2", "FINISHED"), ("1.5", "FAILED")]
+    assert "rate" in next(c for c in children if c.info.status == "FAILED").data.tags["error"]
+    assert parent.data.metrics["children_failed"] == 1
+    assert parent.info.status == "FINISHED"
+
+
+def test_slurm_launcher_composes():
+    result = run_cli(["-m", "deepfake_detect.train", "hydra/launcher=slurm", "--cfg", "hydra"])
+    assert result.returncode == 0, result.stderr
+    launcher = yaml.safe_load(result.stdout)["hydra"]["launcher"]
+    assert launcher["_target_"].endswith("SlurmLauncher")
+    assert launcher["gpus_per_node"] == 1
