@@ -15,6 +15,9 @@ from filelock import FileLock
 
 from deepfake_detect.paths import DEFAULT_ARTIFACT_ROOT, DEFAULT_TRACKING_URI, PROJECT_ROOT
 
+EXPERIMENT_KIND_TAG = "mlflow.experimentKind"
+TRAINING_EXPERIMENT_KIND = "custom_model_development"
+
 
 def resolve_tracking_uri(uri: str | None = None) -> str:
     """An explicit URI, else ``MLFLOW_TRACKING_URI``, else the project's SQLite store."""
@@ -59,7 +62,12 @@ def ensure_experiment(uri: str, name: str) -> str:
         client = MlflowClient(tracking_uri=uri)
         experiment = client.get_experiment_by_name(name)
         if experiment is None:
-            return client.create_experiment(name, artifact_location=artifact_location(uri))
+            return client.create_experiment(
+                name,
+                artifact_location=artifact_location(uri),
+                # the UI then opens on "Training runs", not the GenAI overview
+                tags={EXPERIMENT_KIND_TAG: TRAINING_EXPERIMENT_KIND},
+            )
         if experiment.lifecycle_stage == "deleted":
             raise ValueError(
                 f"experiment {name!r} is deleted in {uri}; restore it in the MLflow UI "

@@ -1,0 +1,201 @@
+"""A real ``mlflow server`` subprocess, a run logged over HTTP, and a real headless browser."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+
+import pytest
+
+from deepfake_detect.metric_names import EPOCH_KEYS, TEST_KEYS
+from deepfake_detect.paths import RESULTS_DIR
+from deepfake_detect.train import run_training
+
+pytestmark = pytest.mark.slow
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+SCREENSHOTS = RESULTS_DIR / "test-artifacts"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def request(url: str, body: dict | None = None, host: str | None = None) -> tuple[int, dict]:
+    data = json.dumps(body).encode() if body is not None else None
+    req = urllib.request.Request(url, data=data, method="POST" if body is not None else "GET")
+    req.add_header("Content-Type", "application/json")
+    if host:
+        req.add_header("Host", host)
+    try:
+        with urllib.request.urlopen(req, timeout=30) as response:
+            payload = response.read()
+            is_json = response.headers.get_content_type() == "application/json"
+            return response.status, json.loads(payload) if is_json and payload else {}
+    except urllib.error.HTTPError as error:
+        return error.code, {}
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    """``mlflow server`` on a free loopback port with a temp SQLite store; always stopped."""
+    folder = tmp_path_factory.mktemp("server")
+    port = free_port()
+    log = (folder / "server.log").open("w")
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "mlflow",
+            "server",
+            "--backend-store-uri",
+            f"sqlite:///{folder / 'mlflow.db'}",
+            "--artifacts-destination",
+            str(folder / "artifacts"),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--workers",
+            "1",
+        ],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(120):
+            if process.poll() is not None:
+                pytest.fail(f"mlflow server exited: {(folder / 'server.log').read_text()[-2000:]}")
+            try:
+                if request(f"{url}/health")[0] == 200:
+                    break
+            except OSError:
+                time.sleep(0.5)
+        else:
+            pytest.fail("mlflow server did not start in 60 s")
+        yield url
+    finally:
+        os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+        log.close()
+
+
+@pytest.fixture(scope="module")
+def http_run(server, tiny_data, tmp_path_factory):
+    """One tiny 1-epoch training logged through the server; returns (url, experiment, run)."""
+    from hydra import compose, initialize_config_dir
+
+    from tests.conftest import CONF_DIR, tiny_overrides
+
+    cache = tmp_path_factory.mktemp("cache")
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        cfg = compose(
+            "train",
+            tiny_overrides(tiny_data, server, cache)
+            + ["trainer.epochs=1", "tracking.experiment=served"],
+        )
+    run_training(cfg)
+    status, found = request(
+        f"{server}/api/2.0/mlflow/experiments/get-by-name?experiment_name=served"
+    )
+    assert status == 200
+    experiment_id = found["experiment"]["experiment_id"]
+    status, runs = request(
+        f"{server}/api/2.0/mlflow/runs/search", {"experiment_ids": [experiment_id]}
+    )
+    assert status == 200 and len(runs["runs"]) == 1
+    return server, experiment_id, runs["runs"][0]
+
+
+def test_run_logged_over_http_is_complete(http_run):
+    url, _, run = http_run
+    run_id = run["info"]["run_id"]
+    assert run["info"]["status"] == "FINISHED"
+    for key in [*EPOCH_KEYS, "lr"]:
+        status, history = request(
+            f"{url}/api/2.0/mlflow/metrics/get-history?run_id={run_id}&metric_key={key}"
+        )
+        assert status == 200 and [m.get("step", 0) for m in history["metrics"]] == [0], key
+    logged = {m["key"] for m in run["data"]["metrics"]}
+    assert set(TEST_KEYS) <= logged
+    params = {p["key"]: p["value"] for p in run["data"]["params"]}
+    assert params["model.dropout"] == "0.3" and "optimizer.lr" in params
+    status, listing = request(f"{url}/api/2.0/mlflow/artifacts/list?run_id={run_id}&path=plots")
+    assert status == 200
+    assert "plots/roc_val.png" in {f["path"] for f in listing["files"]}
+    status, versions = request(
+        f"{url}/api/2.0/mlflow/model-versions/search?filter=name%3D%27deepfake-detector%27"
+    )
+    assert status == 200 and versions["model_versions"][0]["run_id"] == run_id
+
+
+def test_model_downloads_through_the_server(http_run):
+    import mlflow
+    import numpy as np
+
+    url, _, _ = http_run
+    mlflow.set_tracking_uri(url)
+    model = mlflow.keras.load_model("models:/deepfake-detector/1")
+    assert model.predict(np.zeros((1, 32, 32, 3), np.float32), verbose=0).shape == (1, 1)
+
+
+def test_foreign_host_header_is_refused(server):
+    status, _ = request(
+        f"{server}/api/2.0/mlflow/experiments/search", {"max_results": 1}, host="evil.example.com"
+    )
+    assert status == 403
+    assert request(f"{server}/api/2.0/mlflow/experiments/search", {"max_results": 1})[0] == 200
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="chromium missing: `make chromium` installs it")
+def test_browser_shows_run_and_metric(http_run, tmp_path):
+    from playwright.sync_api import sync_playwright
+
+    url, experiment_id, run = http_run
+    run_name, run_id = run["info"]["run_name"], run["info"]["run_id"]
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    args = [
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--disable-quic",
+    ]
+    with sync_playwright() as playwright:
+        # a fresh --user-data-dir: Playwright passes it for a persistent context
+        browser = playwright.chromium.launch_persistent_context(
+            str(tmp_path / "profile"),
+            executable_path=CHROMIUM,
+            args=args,
+            headless=True,
+            viewport={"width": 1400, "height": 900},
+        )
+        page = browser.new_page()
+        try:
+            page.goto(f"{url}/#/experiments/{experiment_id}/runs")
+            page.get_by_text(run_name).first.wait_for(timeout=60_000)
+            page.screenshot(path=str(SCREENSHOTS / "experiment_page.png"))
+            page.goto(f"{url}/#/experiments/{experiment_id}/runs/{run_id}")
+            page.get_by_text("val_auc").first.wait_for(timeout=60_000)
+            page.screenshot(path=str(SCREENSHOTS / "run_page.png"), full_page=True)
+            assert run_name in page.content()
+        finally:
+            page.screenshot(path=str(SCREENSHOTS / "last_page.png"))
+            browser.close()
