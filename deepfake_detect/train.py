@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import math
+import time
 
 import hydra
 from omegaconf import DictConfig, OmegaConf
@@ -65,7 +66,9 @@ def run_training(cfg: DictConfig, job: JobContext | None = None) -> float:
     from deepfake_detect.run_lifecycle import tracked_run
 
     job = job or current_job()
+    load_start = time.perf_counter()
     data = prepare_data(cfg.data)
+    load_seconds = time.perf_counter() - load_start
     uri = resolve_tracking_uri(cfg.tracking.uri)
     experiment_id = ensure_experiment(uri, str(cfg.tracking.experiment))
     client = MlflowClient(tracking_uri=uri)
@@ -79,6 +82,7 @@ def run_training(cfg: DictConfig, job: JobContext | None = None) -> float:
         client.log_batch(
             run_id, params=[Param(key, value) for key, value in config_params(cfg).items()]
         )
+        client.log_metric(run_id, "data_load_seconds", load_seconds)
         if data.skipped:
             client.log_metric(run_id, "skipped_images", data.skipped)
         result = fit_and_log(cfg, data, client, run_id, should_register(cfg, job))

@@ -135,6 +135,7 @@ def fit_and_log(
 
     logger = MlflowEpochLogger(client, run_id)
     guard = NonFiniteLossGuard()
+    fit_start = time.perf_counter()
     model.fit(
         train_ds,
         validation_data=val_ds,
@@ -142,6 +143,7 @@ def fit_and_log(
         callbacks=[guard, *build_callbacks(cfg), logger],
         verbose=int(cfg.trainer.verbose),
     )
+    client.log_metric(run_id, "fit_seconds", time.perf_counter() - fit_start)
     guard.raise_if_tripped()
     last_step = max(len(logger.history.get("train_loss", [])) - 1, 0)
 

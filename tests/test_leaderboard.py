@@ -177,3 +177,32 @@ def test_help_does_not_import_tensorflow():
     helped = run_cli(["-m", "deepfake_detect.cli", "leaderboard", "--help"])
     assert helped.returncode == 0 and "--include-failed" in helped.stdout
     assert sys.executable
+
+
+@pytest.mark.parametrize("sweep", [False, True])
+def test_api_reader_matches_sql_reader(store_uri, sweep):
+    import pandas as pd
+
+    from deepfake_detect.leaderboard.api_reader import read_runs_api
+    from deepfake_detect.leaderboard.sql_reader import read_runs_sql
+    from deepfake_detect.leaderboard.table import build_leaderboard
+    from deepfake_detect.metric_names import EPOCH_KEYS, TEST_KEYS
+
+    populate(store_uri)
+    client = MlflowClient(tracking_uri=store_uri)
+    parent = sweep_parent(client, client.get_experiment_by_name("golden").experiment_id)
+    epoch = [(Split(0.5, 0.8, 40, 10, 40, 10), Split(0.5, 0.8, 40, 10, 40, 10))]
+    log_run(
+        client,
+        client.get_experiment_by_name("golden").experiment_id,
+        "child",
+        epoch,
+        None,
+        {"model.dropout": "0.1"},
+        parent=parent,
+    )
+    args = ([], parent if sweep else None, True, EPOCH_KEYS + TEST_KEYS)
+    sql = build_leaderboard(read_runs_sql(store_uri, *args)).table
+    api = build_leaderboard(read_runs_api(store_uri, *args)).table
+    assert len(sql) == (1 if sweep else 5)
+    pd.testing.assert_frame_equal(sql, api)

@@ -199,3 +199,15 @@ def test_browser_shows_run_and_metric(http_run, tmp_path):
         finally:
             page.screenshot(path=str(SCREENSHOTS / "last_page.png"))
             browser.close()
+
+
+def test_leaderboard_over_http(http_run, tmp_path):
+    from deepfake_detect.cli import main
+
+    url, _, run = http_run
+    out = tmp_path / "lb.csv"
+    assert main(["leaderboard", "--tracking-uri", url, "--out", str(out), "--no-chart"]) == 0
+    header, row = out.read_text().splitlines()
+    values = dict(zip(header.split(","), row.split(","), strict=True))
+    assert values["run_id"] == run["info"]["run_id"]
+    assert all(values[key] != "" for key in [*EPOCH_KEYS, *TEST_KEYS])

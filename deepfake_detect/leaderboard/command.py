@@ -5,19 +5,12 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from deepfake_detect.atomic_write import OutputError
-from deepfake_detect.leaderboard.export import export, terminal_table
-from deepfake_detect.leaderboard.store_reader import (
-    StoreError,
-    open_client,
-    read_runs,
-    resolve_experiments,
-)
-from deepfake_detect.leaderboard.table import Leaderboard, build_leaderboard, validate_metric
-from deepfake_detect.metric_names import EPOCH_KEYS, TEST_KEYS
 from deepfake_detect.paths import RESULTS_DIR
-from deepfake_detect.tracking import resolve_tracking_uri
+
+if TYPE_CHECKING:
+    from deepfake_detect.leaderboard.table import Leaderboard
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -59,15 +52,28 @@ def collect(
     select: str,
 ) -> Leaderboard:
     """Read the store and build the table (raises StoreError/ValueError on bad input)."""
+    from deepfake_detect.leaderboard.store_reader import read_store
+    from deepfake_detect.leaderboard.table import build_leaderboard, validate_metric
+    from deepfake_detect.metric_names import EPOCH_KEYS, TEST_KEYS
+    from deepfake_detect.tracking import resolve_tracking_uri
+
     validate_metric(metric)
-    client = open_client(resolve_tracking_uri(tracking_uri))
-    chosen = resolve_experiments(client, experiments)
-    records = read_runs(client, chosen, sweep, include_failed, [*EPOCH_KEYS, *TEST_KEYS])
+    records = read_store(
+        resolve_tracking_uri(tracking_uri),
+        experiments,
+        sweep,
+        include_failed,
+        [*EPOCH_KEYS, *TEST_KEYS],
+    )
     return build_leaderboard(records, metric, select)
 
 
 def run(args: argparse.Namespace) -> int:
     """Export and report; exit status 0 on success, 2 on bad input or unwritable output."""
+    from deepfake_detect.atomic_write import OutputError
+    from deepfake_detect.leaderboard.export import export, terminal_table
+    from deepfake_detect.leaderboard.records import StoreError
+
     try:
         board = collect(
             args.tracking_uri,

@@ -10,6 +10,7 @@ import pandas as pd
 from deepfake_detect.atomic_write import write_atomically
 from deepfake_detect.leaderboard.table import Leaderboard
 
+CHART_ROWS = 25  # a readable chart: the top of the table
 SUMMARY_COLUMNS = ("model", "epoch", "val_loss", "val_acc", "val_auc", "test_auc")
 
 
@@ -40,7 +41,7 @@ def terminal_table(board: Leaderboard, limit: int = 10) -> str:
 
 
 def export(board: Leaderboard, out: Path, chart: bool = True) -> list[Path]:
-    """Write ``out`` (CSV), ``out.md`` and ``out.png`` atomically; return the paths."""
+    """Write ``out`` (CSV), ``out.md`` and ``out.png`` (top rows) atomically; return paths."""
     out = Path(out)
     written = [write_atomically(out, lambda tmp: board.table.to_csv(tmp, index=False))]
     markdown = markdown_table(board.table, list(board.table.columns))
@@ -48,8 +49,9 @@ def export(board: Leaderboard, out: Path, chart: bool = True) -> list[Path]:
     if chart and not board.table.empty:
         from deepfake_detect import plots
 
-        values = [float(v) if pd.notna(v) else math.nan for v in board.table[board.metric]]
-        labels = list(board.table["model"])
+        top = board.table.head(CHART_ROWS)
+        values = [float(v) if pd.notna(v) else math.nan for v in top[board.metric]]
+        labels = list(top["model"])
         written.append(
             write_atomically(
                 out.with_suffix(".png"),

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-from deepfake_detect.leaderboard.store_reader import RunRecord
+from deepfake_detect.leaderboard.records import RunRecord
 from deepfake_detect.metric_names import (
     COUNT_METRICS,
     EPOCH_KEYS,

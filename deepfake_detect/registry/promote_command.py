@@ -6,8 +6,6 @@ import argparse
 import sys
 from dataclasses import dataclass
 
-from deepfake_detect.registry.versions import RegistryError
-
 PREVIOUS_ALIAS = "previous"
 
 
@@ -55,8 +53,9 @@ def run(args: argparse.Namespace) -> int:
     from mlflow.exceptions import MlflowException
     from mlflow.tracking import MlflowClient
 
-    from deepfake_detect.leaderboard.store_reader import StoreError
+    from deepfake_detect.leaderboard.records import StoreError
     from deepfake_detect.registry import versions
+    from deepfake_detect.registry.versions import RegistryError
     from deepfake_detect.tracking import resolve_tracking_uri
 
     try:

@@ -1,0 +1,130 @@
+"""Timed training cases: the seed's loop, our pipeline, the in-memory ceiling, tracking."""
+
+from __future__ import annotations
+
+import statistics
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from deepfake_detect.callbacks import MlflowEpochLogger
+from deepfake_detect.data.decode_cache import load_split
+from deepfake_detect.data.layout import scan_split
+from deepfake_detect.data.pipeline import make_dataset
+from deepfake_detect.models.cnn import build_cnn_baseline
+from deepfake_detect.models.metrics import tracked_metrics
+
+CLASSES = ["Real", "Fake"]
+SEED = 42
+
+
+@dataclass(frozen=True)
+class FitSpec:
+    """What every case trains: the seed's cnn_baseline with its optimizer and batch size."""
+
+    data_root: Path
+    image_size: int
+    batch_size: int
+    epochs: int
+    cache_dir: Path
+
+
+class EpochTimer(keras.callbacks.Callback):
+    """Wall time of every epoch."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.durations: list[float] = []
+        self._start = 0.0
+
+    def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
+        self._start = time.perf_counter()
+
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        self.durations.append(time.perf_counter() - self._start)
+
+
+def compiled_baseline(spec: FitSpec, policy: str) -> keras.Model:
+    """A fresh, seeded cnn_baseline under ``policy`` (Adam 0.005, BCE, tracked metrics)."""
+    keras.mixed_precision.set_global_policy(policy)
+    keras.utils.set_random_seed(SEED)
+    model = build_cnn_baseline(spec.image_size, dropout=0.3)
+    model.compile(
+        optimizer=keras.optimizers.Adam(0.005),
+        loss="binary_crossentropy",
+        metrics=tracked_metrics(),
+        jit_compile=False,
+    )
+    return model
+
+
+def steady_images_per_s(
+    model: keras.Model, dataset, n_images: int, epochs: int, extra_callbacks: list | None = None
+) -> float:
+    """Images/s over the epochs after the first (warm-up, tracing, cache fill)."""
+    timer = EpochTimer()
+    model.fit(dataset, epochs=epochs, verbose=0, callbacks=[timer, *(extra_callbacks or [])])
+    return n_images / statistics.median(timer.durations[1:])
+
+
+def seed_loop(spec: FitSpec) -> float:
+    """The seed notebook: image_dataset_from_directory straight into fit, fp32."""
+    dataset = keras.utils.image_dataset_from_directory(
+        spec.data_root / "Train",
+        label_mode="binary",
+        image_size=(spec.image_size,) * 2,
+        batch_size=spec.batch_size,
+        seed=SEED,
+        verbose=False,
+    )
+    n_images = sum(len(list((spec.data_root / "Train" / c).glob("*.jpg"))) for c in CLASSES)
+    return steady_images_per_s(compiled_baseline(spec, "float32"), dataset, n_images, spec.epochs)
+
+
+def our_dataset(spec: FitSpec):
+    """Our default input path: decoded disk cache, seeded shuffle, parallel gather, prefetch."""
+    files = scan_split(spec.data_root, "Train", CLASSES)
+    decoded = load_split(files, spec.image_size, False, spec.cache_dir)
+    return make_dataset(decoded, spec.batch_size, shuffle=True, seed=SEED), len(files)
+
+
+def ours(spec: FitSpec, policy: str, callbacks: list | None = None) -> float:
+    """Our trainer's default path (pipeline + auto precision)."""
+    dataset, n_images = our_dataset(spec)
+    return steady_images_per_s(
+        compiled_baseline(spec, policy), dataset, n_images, spec.epochs, callbacks
+    )
+
+
+def ceiling(spec: FitSpec, policy: str) -> float:
+    """The same model fed from float32 tensors already in memory (no input cost)."""
+    files = scan_split(spec.data_root, "Train", CLASSES)
+    decoded = load_split(files, spec.image_size, False, spec.cache_dir)
+    images = tf.constant(np.asarray(decoded.images, dtype=np.float32))
+    labels = tf.constant(decoded.labels.astype(np.float32).reshape(-1, 1))
+    dataset = (
+        tf.data.Dataset.from_tensor_slices((images, labels))
+        .batch(spec.batch_size)
+        .cache()
+        .prefetch(tf.data.AUTOTUNE)
+    )
+    return steady_images_per_s(compiled_baseline(spec, policy), dataset, len(files), spec.epochs)
+
+
+def tracked(spec: FitSpec, policy: str, store: Path) -> float:
+    """``ours`` plus our MLflow epoch logger writing to a SQLite store."""
+    from mlflow.tracking import MlflowClient
+
+    from deepfake_detect.tracking import ensure_experiment
+
+    uri = f"sqlite:///{store}"
+    client = MlflowClient(tracking_uri=uri)
+    run = client.create_run(ensure_experiment(uri, "bench"))
+    try:
+        return ours(spec, policy, [MlflowEpochLogger(client, run.info.run_id)])
+    finally:
+        client.set_terminated(run.info.run_id, "FINISHED")

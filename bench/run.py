@@ -1,0 +1,152 @@
+"""`make bench`: all speed cases in one run -> a table and results/bench.json.
+
+Pairs of training cases run alternately (seed_loop, ours, ceiling, tracked) so machine drift
+cancels in the ratios; each case reports the median of steady-state epochs (first dropped)
+and ratios are medians over repeats.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+from deepfake_detect.paths import PROJECT_ROOT, RESULTS_DIR
+
+PROFILES = {
+    # name: image px, train images per class, epochs, repeats, leaderboard runs
+    "full": {"size": 256, "per_class": 1000, "epochs": 4, "repeats": 3, "lb_runs": 1000},
+    "quick": {"size": 256, "per_class": 256, "epochs": 3, "repeats": 2, "lb_runs": 1000},
+    "tiny": {"size": 32, "per_class": 16, "epochs": 2, "repeats": 1, "lb_runs": 20},
+}
+
+
+def bench_data(size: int, per_class: int) -> Path:
+    """Synthetic data for the benchmark, generated once under data/ and reused."""
+    from deepfake_detect.synth import generate_dataset
+
+    root = PROJECT_ROOT / "data" / f"bench_{size}px_{per_class}"
+    if not (root / ".complete").is_file():
+        generate_dataset(
+            root,
+            size,
+            {
+                "Train": per_class,
+                "Validation": max(per_class // 4, 4),
+                "Test": max(per_class // 4, 4),
+            },
+            seed=0,
+        )
+        (root / ".complete").touch()
+    return root
+
+
+def machine_facts(policy: str) -> dict[str, object]:
+    import tensorflow as tf
+
+    from deepfake_detect.hardware import BF16_CPU_FLAGS, read_cpu_flags
+
+    return {
+        "platform": platform.platform(),
+        "cpu_count": os.cpu_count(),
+        "cpu_bf16_flags": sorted(read_cpu_flags() & BF16_CPU_FLAGS),
+        "gpus": [d.name for d in tf.config.list_physical_devices("GPU")],
+        "tensorflow": tf.__version__,
+        "auto_precision": policy,
+    }
+
+
+def training_cases(profile: dict, work: Path) -> tuple[dict, dict]:
+    """Alternate the four training cases ``repeats`` times; return cases and ratios."""
+    from bench import cases
+    from deepfake_detect.hardware import detect_accelerators, select_precision
+
+    policy = select_precision("auto", detect_accelerators())
+    spec = cases.FitSpec(
+        bench_data(profile["size"], profile["per_class"]),
+        profile["size"],
+        64,
+        profile["epochs"],
+        work / "cache",
+    )
+    runs: dict[str, list[float]] = {"seed_loop": [], "ours": [], "ceiling": [], "tracked": []}
+    for repeat in range(profile["repeats"]):
+        runs["seed_loop"].append(cases.seed_loop(spec))
+        runs["ours"].append(cases.ours(spec, policy))
+        runs["ceiling"].append(cases.ceiling(spec, policy))
+        runs["tracked"].append(cases.tracked(spec, policy, work / f"tracked{repeat}.db"))
+    pairs = list(
+        zip(runs["seed_loop"], runs["ours"], runs["ceiling"], runs["tracked"], strict=True)
+    )
+    ratios = {
+        "ours_vs_seed_loop": statistics.median(o / s for s, o, _, _ in pairs),
+        "pipeline_efficiency": statistics.median(o / c for _, o, c, _ in pairs),
+        "tracking_overhead": statistics.median(o / t - 1 for _, o, _, t in pairs),
+    }
+    table = {
+        name: {"images_per_s": statistics.median(values), "repeats": values}
+        for name, values in runs.items()
+    }
+    table["ours"]["precision"] = policy
+    table["seed_loop"]["precision"] = "float32"
+    return table, {"ratios": ratios, "machine": machine_facts(policy)}
+
+
+def print_table(result: dict) -> None:
+    print(f"\n{'case':<22}{'figure':>16}  detail")
+    for name, case in result["cases"].items():
+        if "images_per_s" in case:
+            print(f"{name:<22}{case['images_per_s']:>12.1f} img/s  {case.get('precision', '')}")
+        else:
+            detail = ", ".join(
+                f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in case.items()
+            )
+            print(f"{name:<22}{'':>16}  {detail}")
+    ratios = result["ratios"]
+    print(f"\nours / seed_loop       {ratios['ours_vs_seed_loop']:.2f}x   (target >= 1.25x)")
+    print(f"pipeline efficiency    {ratios['pipeline_efficiency']:.2f}    (target >= 0.95)")
+    print(f"tracking overhead      {100 * ratios['tracking_overhead']:.2f}%   (target <= 1%)")
+
+
+def main(argv: list[str] | None = None) -> int:
+    from bench import tooling_cases
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="smaller data, < 5 minutes")
+    parser.add_argument("--tiny", action="store_true", help="smoke test size (seconds)")
+    parser.add_argument("--out", type=Path, default=RESULTS_DIR / "bench.json")
+    args = parser.parse_args(argv)
+    name = "tiny" if args.tiny else "quick" if args.quick else "full"
+    profile = PROFILES[name]
+    started = time.perf_counter()
+    with tempfile.TemporaryDirectory(prefix="bench-") as tmp:
+        work = Path(tmp)
+        data = bench_data(profile["size"], profile["per_class"])
+        tools = {"training_memory": tooling_cases.training_peak_rss(work, data, profile["size"])}
+        table, extra = training_cases(profile, work)
+        tools["leaderboard_export"] = tooling_cases.leaderboard_export(work, profile["lb_runs"], 10)
+        tools["cli_startup"] = tooling_cases.cli_startup()
+        tools["sweep_overhead"] = tooling_cases.sweep_overhead(
+            work, data, min(profile["size"], 128), 2
+        )
+    result = {
+        "profile": name,
+        "cases": {**table, **tools},
+        **extra,
+        "elapsed_s": time.perf_counter() - started,
+        "date": time.strftime("%Y-%m-%dT%H:%M:%S"),
+    }
+    print_table(result)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(result, indent=2) + "\n")
+    print(f"\nwrote {args.out} ({result['elapsed_s']:.0f} s, profile {name})")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,181 @@
+"""Non-training cases: leaderboard export at scale, CLI start-up, sweep overhead, peak RSS."""
+
+from __future__ import annotations
+
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from deepfake_detect.paths import PROJECT_ROOT
+
+ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+
+
+def fill_store(uri: str, runs: int, epochs: int) -> None:
+    """``runs`` finished runs x ``epochs`` epochs x 18 metrics (+ test) via MlflowClient."""
+    import random
+
+    from mlflow.entities import Metric, Param
+    from mlflow.tracking import MlflowClient
+
+    from deepfake_detect.metric_names import EPOCH_KEYS, TEST_KEYS
+    from deepfake_detect.run_types import RUN_TYPE_TAG, TRAINING
+
+    client = MlflowClient(tracking_uri=uri)
+    experiment_id = client.create_experiment("bench-leaderboard")
+    rng = random.Random(0)
+    for index in range(runs):
+        run = client.create_run(
+            experiment_id, run_name=f"run{index % 50}", tags={RUN_TYPE_TAG: TRAINING}
+        )
+        metrics = [
+            Metric(key, rng.random(), 0, step) for step in range(epochs) for key in EPOCH_KEYS
+        ]
+        metrics += [Metric(key, rng.random(), 0, epochs - 1) for key in TEST_KEYS]
+        for start in range(0, len(metrics), 1000):
+            client.log_batch(
+                run.info.run_id,
+                metrics=metrics[start : start + 1000],
+                params=[]
+                if start
+                else [Param("model.dropout", str(index % 5 / 10)), Param("optimizer.lr", "0.001")],
+            )
+        client.set_terminated(run.info.run_id, "FINISHED")
+
+
+def leaderboard_export(folder: Path, runs: int, epochs: int) -> dict[str, float]:
+    """Seconds to export ``runs`` runs (subprocess, cold, as a user runs it)."""
+    db = folder / "leaderboard.db"
+    uri = f"sqlite:///{db}"
+    start = time.perf_counter()
+    fill_store(uri, runs, epochs)
+    filled = time.perf_counter() - start
+    times = []
+    for _ in range(3):
+        start = time.perf_counter()
+        subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "deepfake_detect.cli",
+                "leaderboard",
+                "--tracking-uri",
+                uri,
+                "--out",
+                str(folder / "lb.csv"),
+            ],
+            check=True,
+            capture_output=True,
+            env=ENV,
+        )
+        times.append(time.perf_counter() - start)
+    return {"runs": runs, "epochs": epochs, "export_s": statistics.median(times), "fill_s": filled}
+
+
+def cli_startup() -> dict[str, float]:
+    """Median wall time of ``deepfake-detect leaderboard --help``."""
+    times = []
+    for _ in range(5):
+        start = time.perf_counter()
+        subprocess.run(
+            [sys.executable, "-m", "deepfake_detect.cli", "leaderboard", "--help"],
+            check=True,
+            capture_output=True,
+            env=ENV,
+        )
+        times.append(time.perf_counter() - start)
+    return {"leaderboard_help_s": statistics.median(times)}
+
+
+def train_command(
+    data_root: Path,
+    size: int,
+    uri: str,
+    cache: Path,
+    epochs: int,
+    *extra: str,
+    multirun: bool = False,
+) -> list[str]:
+    """``python -m deepfake_detect.train`` with benchmark overrides (``-m`` for a sweep)."""
+    return [
+        sys.executable,
+        "-m",
+        "deepfake_detect.train",
+        *(["-m"] if multirun else []),
+        f"data.root={data_root}",
+        f"data.image_size={size}",
+        f"tracking.uri={uri}",
+        f"data.cache_dir={cache}",
+        f"trainer.epochs={epochs}",
+        "trainer.verbose=0",
+        "tracking.log_model=false",
+        *extra,
+    ]
+
+
+def sweep_overhead(folder: Path, data_root: Path, size: int, epochs: int) -> dict[str, float]:
+    """A 4-trial multirun vs a 1-trial one: extra cost per trial beyond its own fit time."""
+    from mlflow.tracking import MlflowClient
+
+    results = {}
+    for trials in (1, 4):
+        uri = f"sqlite:///{folder / f'sweep{trials}.db'}"
+        cache = folder / f"cache{trials}"
+        dropouts = ",".join(str(0.1 * (i + 1)) for i in range(trials))
+        start = time.perf_counter()
+        subprocess.run(
+            train_command(
+                data_root,
+                size,
+                uri,
+                cache,
+                epochs,
+                f"model.dropout={dropouts}",
+                f"hydra.sweep.dir={folder / f'sweep{trials}'}",
+                multirun=True,
+            ),
+            check=True,
+            capture_output=True,
+            env=ENV,
+            cwd=PROJECT_ROOT,
+        )
+        wall = time.perf_counter() - start
+        client = MlflowClient(tracking_uri=uri)
+        runs = client.search_runs(
+            [client.get_experiment_by_name("deepfake_detect").experiment_id],
+            "tags.run_type = 'training'",
+            order_by=["attributes.start_time ASC"],
+        )
+        results[trials] = (wall, [r.data.metrics for r in runs])
+    wall_1, _ = results[1]
+    wall_4, metrics_4 = results[4]
+    fit_later = statistics.mean(m["fit_seconds"] for m in metrics_4[1:])
+    per_extra = (wall_4 - wall_1) / 3
+    return {
+        "one_trial_wall_s": wall_1,
+        "four_trial_wall_s": wall_4,
+        "extra_trial_wall_s": per_extra,
+        "extra_trial_fit_s": fit_later,
+        "per_trial_overhead": per_extra / fit_later - 1,
+        "first_trial_data_load_s": metrics_4[0]["data_load_seconds"],
+        "later_trial_data_load_s": statistics.mean(m["data_load_seconds"] for m in metrics_4[1:]),
+    }
+
+
+def training_peak_rss(folder: Path, data_root: Path, size: int) -> dict[str, float]:
+    """Peak RSS (GB) of one training run on the benchmark data, as a child process."""
+    uri = f"sqlite:///{folder / 'rss.db'}"
+    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    subprocess.run(
+        train_command(data_root, size, uri, folder / "rss-cache", 1),
+        check=True,
+        capture_output=True,
+        env=ENV,
+        cwd=PROJECT_ROOT,
+    )
+    peak_kb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    return {"peak_rss_gb": max(peak_kb, before) / 1024**2}

@@ -1,0 +1,109 @@
+"""Read runs through the MLflow API (tracking servers), with bulk metric history.
+
+Runs, params and tags come from ``search_runs`` (one call per 1,000 runs); histories from the
+server's bulk history endpoint (100 runs per call and key), not one call per run and metric.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from urllib.parse import urlparse
+
+from mlflow.entities import ViewType
+from mlflow.tracking import MlflowClient
+
+from deepfake_detect.leaderboard.records import (
+    History,
+    RunRecord,
+    check_sweep,
+    choose_experiments,
+)
+from deepfake_detect.run_types import EVALUATION, PARENT_TAG, RUN_TYPE_TAG, SWEEP
+
+HTTP_CHUNK = 100
+BULK_HISTORY = "/ajax-api/2.0/mlflow/metrics/get-history-bulk-interval"
+
+
+def search_all(client: MlflowClient, experiment_ids: list[str], filter_string: str = ""):
+    """All active runs matching ``filter_string`` (paged, 1,000 per call)."""
+    runs, token = [], None
+    while True:
+        page = client.search_runs(
+            experiment_ids,
+            filter_string=filter_string,
+            run_view_type=ViewType.ACTIVE_ONLY,
+            max_results=1000,
+            page_token=token,
+        )
+        runs.extend(page)
+        token = page.token
+        if not token:
+            return runs
+
+
+def read_runs_api(
+    uri: str, names: Sequence[str], sweep: str | None, include_failed: bool, keys: Sequence[str]
+) -> list[RunRecord]:
+    """Training runs of the named experiments (of one sweep), with histories of ``keys``."""
+    client = MlflowClient(tracking_uri=uri)
+    existing = {e.name: e.experiment_id for e in client.search_experiments()}
+    experiments = choose_experiments(existing, names)
+    ids = list(experiments)
+    if sweep:
+        parents = search_all(client, ids, f"tags.{RUN_TYPE_TAG} = '{SWEEP}'")
+        check_sweep(sweep, [run.info.run_id for run in parents])
+    filters = [f"tags.`{PARENT_TAG}` = '{sweep}'"] if sweep else []
+    if not include_failed:
+        filters.append("attributes.status = 'FINISHED'")
+    records = [
+        RunRecord(
+            run.info.run_id,
+            run.info.run_name or run.info.run_id[:8],
+            run.info.status,
+            experiments[run.info.experiment_id],
+            run.data.tags.get(PARENT_TAG, ""),
+            dict(run.data.params),
+        )
+        for run in search_all(client, ids, " and ".join(filters))
+        if run.data.tags.get(RUN_TYPE_TAG) not in (SWEEP, EVALUATION)
+    ]
+    histories = fetch_histories(client, [r.run_id for r in records], keys)
+    for record in records:
+        record.history = histories.get(record.run_id, {})
+    return records
+
+
+def _chunks(items: Sequence[str], size: int) -> Iterable[Sequence[str]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+def fetch_histories(
+    client: MlflowClient, run_ids: Sequence[str], keys: Sequence[str]
+) -> dict[str, History]:
+    """run id -> key -> step -> value: bulk endpoint on servers, else per-run calls."""
+    if urlparse(client.tracking_uri).scheme not in ("http", "https"):
+        return {
+            run_id: {
+                key: {m.step: m.value for m in client.get_metric_history(run_id, key)}
+                for key in keys
+            }
+            for run_id in run_ids
+        }
+    from mlflow.utils.rest_utils import MlflowHostCreds, http_request
+
+    result: dict[str, History] = defaultdict(lambda: defaultdict(dict))
+    creds = MlflowHostCreds(client.tracking_uri.rstrip("/"))
+    for chunk in _chunks(list(run_ids), HTTP_CHUNK):
+        for key in keys:
+            response = http_request(
+                creds,
+                BULK_HISTORY,
+                "GET",
+                params={"run_ids": list(chunk), "metric_key": key, "max_results": 2500},
+            )
+            response.raise_for_status()
+            for metric in response.json().get("metrics", []):
+                result[metric["run_id"]][key][int(metric.get("step", 0))] = float(metric["value"])
+    return result
