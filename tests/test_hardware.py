@@ -1,0 +1,134 @@
+"""Precision policy, XLA and strategy selection; float32 output under mixed precision."""
+
+from __future__ import annotations
+
+import json
+
+import keras
+import pytest
+import tensorflow as tf
+
+from deepfake_detect.hardware import (
+    Accelerators,
+    global_batch_size,
+    make_strategy,
+    read_cpu_flags,
+    select_jit_compile,
+    select_precision,
+)
+from tests.conftest import run_cli
+
+PLAIN_CPU = Accelerators(frozenset({"avx2", "fma"}), ())
+BF16_CPU = Accelerators(frozenset({"avx2", "avx512f", "avx512_bf16"}), ())
+AMX_CPU = Accelerators(frozenset({"amx_bf16", "amx_tile"}), ())
+TENSOR_CORE_GPU = Accelerators(frozenset({"avx2"}), ((9, 0),))
+OLD_GPU = Accelerators(frozenset({"avx512_bf16"}), ((6, 1),))
+
+
+@pytest.mark.parametrize(
+    ("accelerators", "expected"),
+    [
+        (PLAIN_CPU, "float32"),
+        (BF16_CPU, "mixed_bfloat16"),
+        (AMX_CPU, "mixed_bfloat16"),
+        (TENSOR_CORE_GPU, "mixed_float16"),
+        (OLD_GPU, "float32"),
+    ],
+)
+def test_auto_precision(accelerators, expected):
+    assert select_precision("auto", accelerators) == expected
+
+
+@pytest.mark.parametrize("forced", ["float32", "mixed_bfloat16", "mixed_float16"])
+def test_forced_precision_wins(forced):
+    assert select_precision(forced, BF16_CPU) == forced
+    assert select_precision(forced, PLAIN_CPU) == forced
+
+
+def test_unknown_precision_names_choices():
+    with pytest.raises(ValueError, match="trainer.precision='fp8'.*mixed_bfloat16"):
+        select_precision("fp8", PLAIN_CPU)
+
+
+def test_jit_auto_only_on_gpu():
+    assert select_jit_compile("auto", BF16_CPU) is False
+    assert select_jit_compile("auto", TENSOR_CORE_GPU) is True
+    assert select_jit_compile(True, PLAIN_CPU) is True
+    with pytest.raises(ValueError, match="jit_compile"):
+        select_jit_compile("sometimes", PLAIN_CPU)
+
+
+def test_cpu_flags_read_from_cpuinfo(tmp_path):
+    info = tmp_path / "cpuinfo"
+    info.write_text("processor: 0\nflags\t\t: fpu avx2 avx512_bf16 amx_tile\n")
+    assert read_cpu_flags(info) == {"fpu", "avx2", "avx512_bf16", "amx_tile"}
+    assert read_cpu_flags(tmp_path / "missing") == frozenset()
+
+
+@pytest.mark.parametrize("policy", ["mixed_bfloat16", "float32"])
+def test_output_layer_stays_float32(compose_cfg, policy):
+    from hydra.utils import instantiate
+
+    keras.mixed_precision.set_global_policy(policy)
+    try:
+        for model in ("cnn_baseline", "cnn_reid"):
+            cfg = compose_cfg([f"model={model}"])
+            net = instantiate(cfg.model, image_size=32)
+            assert net.layers[1].dtype_policy.name == policy
+            out = net(tf.zeros((2, 32, 32, 3)))
+            assert out.dtype == tf.float32
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
+
+
+def test_strategy_selection():
+    assert make_strategy("default").num_replicas_in_sync == 1
+    mirrored = make_strategy("mirrored")
+    assert isinstance(mirrored, tf.distribute.MirroredStrategy)
+    assert global_batch_size(64, 4, True) == 256
+    assert global_batch_size(64, 4, False) == 64
+    with pytest.raises(ValueError, match="choose one of default, mirrored, multi_worker"):
+        make_strategy("tpu")
+
+
+def test_multi_worker_needs_tf_config(monkeypatch):
+    monkeypatch.delenv("TF_CONFIG", raising=False)
+    with pytest.raises(ValueError, match="TF_CONFIG"):
+        make_strategy("multi_worker")
+
+
+def test_runtime_choices_are_logged(tiny_cfg, store_uri):
+    from mlflow.tracking import MlflowClient
+
+    from deepfake_detect.train import run_training
+
+    run_training(
+        tiny_cfg("trainer.precision=float32", "trainer.epochs=1", "tracking.log_model=false")
+    )
+    client = MlflowClient(tracking_uri=store_uri)
+    (run,) = client.search_runs([client.get_experiment_by_name("deepfake_detect").experiment_id])
+    params = run.data.params
+    assert params["runtime.precision"] == "float32"
+    assert params["runtime.jit_compile"] == "False"
+    assert params["runtime.replicas"] == "1"
+    assert params["trainer.precision"] == "float32"
+
+
+@pytest.mark.slow
+def test_bench_runs_end_to_end_in_tiny_mode(tmp_path):
+    out = tmp_path / "bench.json"
+    result = run_cli(["-m", "bench.run", "--tiny", "--out", str(out)], timeout=900)
+    assert result.returncode == 0, result.stderr[-3000:]
+    report = json.loads(out.read_text())
+    assert set(report["ratios"]) == {
+        "ours_vs_seed_loop",
+        "pipeline_efficiency",
+        "tracking_overhead",
+    }
+    for case in ("seed_loop", "ours", "ceiling"):
+        assert report["cases"][case]["images_per_s"] > 0
+    assert report["cases"]["leaderboard_export"]["runs"] == 20
+    assert report["cases"]["training_memory"]["peak_rss_gb"] > 0
+    assert "per_trial_overhead" in report["cases"]["sweep_overhead"]
+    assert report["machine"]["cpu_count"] >= 1
+    assert "ours / seed_loop" in result.stdout
