@@ -7,32 +7,31 @@ import numpy as np
 EPSILON = 1e-7  # Keras' clipping for binary cross-entropy
 
 
-def roc_curve(y_true: np.ndarray, prob: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """False-positive rate, true-positive rate and thresholds (descending), starting at (0, 0)."""
-    y_true = np.asarray(y_true).ravel().astype(bool)
+def _cumulative_counts(
+    y_true: np.ndarray, prob: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
+    """At each distinct threshold (descending): TP count, predicted-positive count, threshold."""
+    actual = np.asarray(y_true).ravel().astype(bool)
     prob = np.asarray(prob, dtype=np.float64).ravel()
     order = np.argsort(-prob, kind="stable")
-    prob, y_true = prob[order], y_true[order]
+    prob, actual = prob[order], actual[order]
     distinct = np.r_[np.flatnonzero(np.diff(prob)), len(prob) - 1]
-    tps = np.cumsum(y_true)[distinct]
-    fps = (distinct + 1) - tps
-    positives, negatives = max(tps[-1], 1), max(fps[-1], 1)
-    tpr = np.r_[0.0, tps / positives]
-    fpr = np.r_[0.0, fps / negatives]
-    thresholds = np.r_[np.inf, prob[distinct]]
-    return fpr, tpr, thresholds
+    return np.cumsum(actual)[distinct], distinct + 1, prob[distinct], int(actual.sum())
+
+
+def roc_curve(y_true: np.ndarray, prob: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """False-positive rate, true-positive rate and thresholds (descending), starting at (0, 0)."""
+    tps, predicted, thresholds, positives = _cumulative_counts(y_true, prob)
+    fps = predicted - tps
+    tpr = np.r_[0.0, tps / max(positives, 1)]
+    fpr = np.r_[0.0, fps / max(int(fps[-1]), 1)]
+    return fpr, tpr, np.r_[np.inf, thresholds]
 
 
 def precision_recall_curve(y_true: np.ndarray, prob: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Precision and recall at every distinct threshold (descending thresholds)."""
-    y_true = np.asarray(y_true).ravel().astype(bool)
-    prob = np.asarray(prob, dtype=np.float64).ravel()
-    order = np.argsort(-prob, kind="stable")
-    prob, y_true = prob[order], y_true[order]
-    distinct = np.r_[np.flatnonzero(np.diff(prob)), len(prob) - 1]
-    tps = np.cumsum(y_true)[distinct]
-    predicted = distinct + 1
-    return tps / predicted, tps / max(int(y_true.sum()), 1)
+    tps, predicted, _, positives = _cumulative_counts(y_true, prob)
+    return tps / predicted, tps / max(positives, 1)
 
 
 def roc_auc(y_true: np.ndarray, prob: np.ndarray) -> float:

@@ -142,6 +142,7 @@ def fit_and_log(
         epochs=int(cfg.trainer.epochs),
         callbacks=[guard, *build_callbacks(cfg), logger],
         verbose=int(cfg.trainer.verbose),
+        shuffle=False,  # the dataset shuffles itself (seeded, per epoch)
     )
     client.log_metric(run_id, "fit_seconds", time.perf_counter() - fit_start)
     guard.raise_if_tripped()

@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from deepfake_detect.cli_options import add_run_selection
 from deepfake_detect.paths import RESULTS_DIR
 
 if TYPE_CHECKING:
@@ -15,20 +16,13 @@ if TYPE_CHECKING:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of the leaderboard command."""
-    parser.add_argument(
-        "--experiment",
-        action="append",
-        default=[],
-        help="experiment name (repeatable; default: all experiments)",
-    )
-    parser.add_argument("--sweep", help="only the children of this sweep's parent run id")
+    add_run_selection(parser)
     parser.add_argument(
         "--select",
         choices=("best", "last"),
         default="best",
         help="which epoch a row reports (default: best by --metric)",
     )
-    parser.add_argument("--metric", default="val_auc", help="ranking metric (default val_auc)")
     parser.add_argument(
         "--include-failed",
         action="store_true",

@@ -6,19 +6,14 @@ import argparse
 import sys
 from dataclasses import dataclass
 
+from deepfake_detect.cli_options import add_run_selection
+
 PREVIOUS_ALIAS = "previous"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of the promote command."""
-    parser.add_argument(
-        "--experiment",
-        action="append",
-        default=[],
-        help="experiment name (repeatable; default: all)",
-    )
-    parser.add_argument("--sweep", help="only children of this sweep's parent run id")
-    parser.add_argument("--metric", default="val_auc", help="ranking metric (default val_auc)")
+    add_run_selection(parser)
     parser.add_argument("--alias", default="champion", help="alias to move (default champion)")
     parser.add_argument(
         "--model-name",

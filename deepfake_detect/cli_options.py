@@ -1,0 +1,17 @@
+"""Command-line options shared by the commands that select runs (leaderboard, promote)."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def add_run_selection(parser: argparse.ArgumentParser) -> None:
+    """``--experiment`` (repeatable), ``--sweep`` and ``--metric``."""
+    parser.add_argument(
+        "--experiment",
+        action="append",
+        default=[],
+        help="experiment name (repeatable; default: all experiments)",
+    )
+    parser.add_argument("--sweep", help="only the children of this sweep's parent run id")
+    parser.add_argument("--metric", default="val_auc", help="ranking metric (default val_auc)")
