@@ -20,8 +20,8 @@ from deepfake_detect.paths import PROJECT_ROOT, RESULTS_DIR
 
 PROFILES = {
     # name: image px, train images per class, epochs, repeats, leaderboard runs
-    "full": {"size": 256, "per_class": 1000, "epochs": 4, "repeats": 3, "lb_runs": 1000},
-    "quick": {"size": 256, "per_class": 256, "epochs": 3, "repeats": 2, "lb_runs": 1000},
+    "full": {"size": 256, "per_class": 512, "epochs": 6, "repeats": 3, "lb_runs": 1000},
+    "quick": {"size": 256, "per_class": 128, "epochs": 5, "repeats": 2, "lb_runs": 1000},
     "tiny": {"size": 32, "per_class": 16, "epochs": 2, "repeats": 1, "lb_runs": 20},
 }
 

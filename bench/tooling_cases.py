@@ -16,35 +16,61 @@ ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
 
 
 def fill_store(uri: str, runs: int, epochs: int) -> None:
-    """``runs`` finished runs x ``epochs`` epochs x 18 metrics (+ test) via MlflowClient."""
-    import random
+    """``runs`` finished runs x ``epochs`` epochs x 18 metrics (+ test).
 
-    from mlflow.entities import Metric, Param
+    One template run goes through MlflowClient (so the schema is MLflow's own); the rest are
+    bulk-copied in SQL, which takes seconds instead of a minute of client calls.
+    """
+    import random
+    import sqlite3
+    import uuid
+
+    from mlflow.entities import Param
     from mlflow.tracking import MlflowClient
 
     from deepfake_detect.metric_names import EPOCH_KEYS, TEST_KEYS
     from deepfake_detect.run_types import RUN_TYPE_TAG, TRAINING
+    from deepfake_detect.tracking import sqlite_path
 
     client = MlflowClient(tracking_uri=uri)
     experiment_id = client.create_experiment("bench-leaderboard")
+    template = client.create_run(
+        experiment_id, run_name="template", tags={RUN_TYPE_TAG: TRAINING}
+    ).info.run_id
+    client.log_batch(template, params=[Param("model.dropout", "0.3")])
+    client.set_terminated(template, "FINISHED")
+    client.delete_run(template)
     rng = random.Random(0)
-    for index in range(runs):
-        run = client.create_run(
-            experiment_id, run_name=f"run{index % 50}", tags={RUN_TYPE_TAG: TRAINING}
-        )
-        metrics = [
-            Metric(key, rng.random(), 0, step) for step in range(epochs) for key in EPOCH_KEYS
-        ]
-        metrics += [Metric(key, rng.random(), 0, epochs - 1) for key in TEST_KEYS]
-        for start in range(0, len(metrics), 1000):
-            client.log_batch(
-                run.info.run_id,
-                metrics=metrics[start : start + 1000],
-                params=[]
-                if start
-                else [Param("model.dropout", str(index % 5 / 10)), Param("optimizer.lr", "0.001")],
+    with sqlite3.connect(sqlite_path(uri)) as db:
+        columns = [row[1] for row in db.execute("PRAGMA table_info(runs)")]
+        for index in range(runs):
+            run_id = uuid.uuid4().hex
+            values = {"run_uuid": run_id, "name": f"run{index % 50}", "lifecycle_stage": "active"}
+            select = ", ".join("?" if c in values else c for c in columns)
+            db.execute(
+                f"INSERT INTO runs ({', '.join(columns)}) SELECT {select} FROM runs "
+                "WHERE run_uuid = ?",
+                [values[c] for c in columns if c in values] + [template],
             )
-        client.set_terminated(run.info.run_id, "FINISHED")
+            db.execute(
+                "INSERT INTO tags (key, value, run_uuid) VALUES (?, ?, ?)",
+                (RUN_TYPE_TAG, TRAINING, run_id),
+            )
+            db.executemany(
+                "INSERT INTO params (key, value, run_uuid) VALUES (?, ?, ?)",
+                [("model.dropout", str(index % 5 / 10), run_id), ("optimizer.lr", "0.001", run_id)],
+            )
+            rows = [
+                (key, rng.random(), 0, run_id, step, False)
+                for step in range(epochs)
+                for key in EPOCH_KEYS
+            ]
+            rows += [(key, rng.random(), 0, run_id, epochs - 1, False) for key in TEST_KEYS]
+            db.executemany(
+                "INSERT INTO metrics (key, value, timestamp, run_uuid, step, is_nan) "
+                "VALUES (?, ?, ?, ?, ?, ?)",
+                rows,
+            )
 
 
 def leaderboard_export(folder: Path, runs: int, epochs: int) -> dict[str, float]:

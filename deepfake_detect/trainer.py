@@ -15,6 +15,7 @@ import mlflow
 import numpy as np
 import tensorflow as tf
 from hydra.utils import instantiate
+from mlflow.entities import Metric, Param
 from mlflow.tracking import MlflowClient
 from omegaconf import DictConfig, OmegaConf
 
@@ -112,33 +113,85 @@ def resolve_runtime(cfg: DictConfig) -> tuple[RuntimeChoices, tf.distribute.Stra
     return choices, strategy
 
 
+def log_runtime(client: MlflowClient, run_id: str, runtime: RuntimeChoices) -> None:
+    """The speed settings actually used, as ``runtime.*`` params."""
+    params = [Param(f"runtime.{key}", str(value)) for key, value in runtime.__dict__.items()]
+    client.log_batch(run_id, params=params)
+
+
+def evaluate_and_report(
+    model: keras.Model,
+    data: PreparedData,
+    datasets: dict[str, tf.data.Dataset],
+    client: MlflowClient,
+    run_id: str,
+    step: int,
+    out: Path,
+) -> dict[str, dict[str, float]]:
+    """Validation threshold, test metrics and per-split plots (written into ``out``)."""
+    splits = {"val": data.val} | ({"test": data.test} if data.test is not None else {})
+    results = {}
+    for name, split in splits.items():
+        prob = predict_probabilities(model, datasets[name])
+        results[name] = binary_metrics(split.labels, prob)
+        if name == "val":
+            client.log_metric(
+                run_id, THRESHOLD_METRIC, youden_threshold(split.labels, prob), step=step
+            )
+        else:
+            stamp = int(time.time() * 1000)
+            client.log_batch(
+                run_id,
+                metrics=[
+                    Metric(f"{name}_{key}", value, stamp, step)
+                    for key, value in results[name].items()
+                ],
+            )
+        plots.split_report(name, split.labels, prob, results[name], data.class_names, out / "plots")
+    return results
+
+
+def write_run_files(
+    cfg: DictConfig, model: keras.Model, history: dict[str, list[float]], out: Path
+) -> None:
+    """Resolved config, model summary and training curves (written into ``out``)."""
+    plots.training_curves(history, out / "plots" / "training_curves.png")
+    (out / "config").mkdir()
+    (out / "config" / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
+    summary: list[str] = []
+    model.summary(print_fn=lambda line, **_: summary.append(line))
+    (out / "model_summary.txt").write_text("\n".join(summary) + "\n")
+
+
 def fit_and_log(
     cfg: DictConfig, data: PreparedData, client: MlflowClient, run_id: str, register_as: str | None
 ) -> FitResult:
     """Train, evaluate val/test, log params, metrics, plots and the model to ``run_id``."""
-    seed_everything(int(cfg.seed))
+    seed = int(cfg.seed)
+    seed_everything(seed)
     runtime, strategy = resolve_runtime(cfg)
-    client.log_batch(
-        run_id,
-        params=[
-            mlflow.entities.Param(f"runtime.{key}", str(value))
-            for key, value in runtime.__dict__.items()
-        ],
-    )
+    log_runtime(client, run_id, runtime)
     with strategy.scope():
         model = build_model(cfg, runtime.jit_compile)
-    seed = int(cfg.seed)
-    batch = runtime.global_batch_size
-    parallel = cfg.trainer.parallel_calls
-    train_ds = make_dataset(data.train, batch, shuffle=True, seed=seed, parallel_calls=parallel)
-    val_ds = make_dataset(data.val, batch, shuffle=False, seed=seed, parallel_calls=parallel)
-
+    splits = {"train": data.train, "val": data.val}
+    if data.test is not None:
+        splits["test"] = data.test
+    datasets = {
+        name: make_dataset(
+            split,
+            runtime.global_batch_size,
+            shuffle=name == "train",
+            seed=seed,
+            parallel_calls=cfg.trainer.parallel_calls,
+        )
+        for name, split in splits.items()
+    }
     logger = MlflowEpochLogger(client, run_id)
     guard = NonFiniteLossGuard()
     fit_start = time.perf_counter()
     model.fit(
-        train_ds,
-        validation_data=val_ds,
+        datasets["train"],
+        validation_data=datasets["val"],
         epochs=int(cfg.trainer.epochs),
         callbacks=[guard, *build_callbacks(cfg), logger],
         verbose=int(cfg.trainer.verbose),
@@ -147,44 +200,13 @@ def fit_and_log(
     client.log_metric(run_id, "fit_seconds", time.perf_counter() - fit_start)
     guard.raise_if_tripped()
     last_step = max(len(logger.history.get("train_loss", [])) - 1, 0)
-
     with tempfile.TemporaryDirectory() as tmp:
-        out = Path(tmp)
-        val_prob = predict_probabilities(model, val_ds)
-        val_metrics = binary_metrics(data.val.labels, val_prob)
-        threshold = youden_threshold(data.val.labels, val_prob)
-        client.log_metric(run_id, THRESHOLD_METRIC, threshold, step=last_step)
-        plots.split_report(
-            "val", data.val.labels, val_prob, val_metrics, data.class_names, out / "plots"
-        )
-        test_metrics = None
-        if data.test is not None:
-            test_ds = make_dataset(
-                data.test, batch, shuffle=False, seed=seed, parallel_calls=parallel
-            )
-            test_prob = predict_probabilities(model, test_ds)
-            test_metrics = binary_metrics(data.test.labels, test_prob)
-            client.log_batch(
-                run_id,
-                metrics=[
-                    mlflow.entities.Metric(f"test_{key}", value, int(time.time() * 1000), last_step)
-                    for key, value in test_metrics.items()
-                ],
-            )
-            plots.split_report(
-                "test", data.test.labels, test_prob, test_metrics, data.class_names, out / "plots"
-            )
-        plots.training_curves(logger.history, out / "plots" / "training_curves.png")
-        (out / "config").mkdir()
-        (out / "config" / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
-        summary: list[str] = []
-        model.summary(print_fn=lambda line, **_: summary.append(line))
-        (out / "model_summary.txt").write_text("\n".join(summary) + "\n")
-        client.log_artifacts(run_id, str(out))
-
+        results = evaluate_and_report(model, data, datasets, client, run_id, last_step, Path(tmp))
+        write_run_files(cfg, model, logger.history, Path(tmp))
+        client.log_artifacts(run_id, tmp)
     model_uri = None
     if cfg.tracking.log_model:
         model_uri = log_keras_model(model, int(cfg.data.image_size))
         if register_as:
             mlflow.register_model(model_uri, register_as, tags=version_tags(client, run_id))
-    return FitResult(logger.history, val_metrics, test_metrics, model_uri)
+    return FitResult(logger.history, results["val"], results.get("test"), model_uri)

@@ -10,6 +10,8 @@ from typing import TYPE_CHECKING
 from deepfake_detect.cli_options import add_run_selection
 from deepfake_detect.paths import RESULTS_DIR
 
+MAX_WARNINGS = 20  # consistency warnings printed (all rows are still checked)
+
 if TYPE_CHECKING:
     from deepfake_detect.leaderboard.table import Leaderboard
 
@@ -81,8 +83,13 @@ def run(args: argparse.Namespace) -> int:
     except (StoreError, ValueError, OutputError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-    for warning in board.warnings:
+    for warning in board.warnings[:MAX_WARNINGS]:
         print(f"warning: {warning}", file=sys.stderr)
+    if len(board.warnings) > MAX_WARNINGS:
+        print(
+            f"warning: ... and {len(board.warnings) - MAX_WARNINGS} more inconsistent rows",
+            file=sys.stderr,
+        )
     if board.table.empty:
         print(f"no runs matched: wrote a header-only table to {args.out}")
         return 0
