@@ -99,12 +99,12 @@ def apply_swap_artefacts(
     """Paste a generator-processed face region back into ``image`` (float32, 0..255)."""
     size = image.shape[0]
     pil = Image.fromarray(np.clip(image, 0, 255).astype(np.uint8))
-    softened = pil.filter(ImageFilter.GaussianBlur(radius=0.3 + 0.6 * strength))
+    softened = pil.filter(ImageFilter.GaussianBlur(radius=0.3 + 0.9 * strength))
     small = softened.resize((size // 2, size // 2), Image.BILINEAR)
     generated = np.asarray(small.resize((size, size), Image.NEAREST), dtype=np.float32)
     yy, xx = np.mgrid[0:size, 0:size]
     checker = ((-1.0) ** (yy + xx))[..., None]
-    generated = generated + 2.5 * strength * checker
+    generated = generated + 3.5 * strength * checker
     generated = generated + rng.normal(0.0, 6.0 * strength, 3)  # colour shift
 
     cy, cx = size * rng.uniform(0.45, 0.55), size * rng.uniform(0.45, 0.55)
