@@ -19,10 +19,31 @@ from pathlib import Path
 from deepfake_detect.paths import PROJECT_ROOT, RESULTS_DIR
 
 PROFILES = {
-    # name: image px, train images per class, epochs, repeats, leaderboard runs
-    "full": {"size": 256, "per_class": 512, "epochs": 6, "repeats": 3, "lb_runs": 1000},
-    "quick": {"size": 256, "per_class": 128, "epochs": 5, "repeats": 2, "lb_runs": 1000},
-    "tiny": {"size": 32, "per_class": 16, "epochs": 2, "repeats": 1, "lb_runs": 20},
+    # image px, train images per class, epochs, repeats, leaderboard runs, epochs per sweep trial
+    "full": {
+        "size": 256,
+        "per_class": 512,
+        "epochs": 6,
+        "repeats": 3,
+        "lb_runs": 1000,
+        "sweep_epochs": 6,
+    },
+    "quick": {
+        "size": 256,
+        "per_class": 128,
+        "epochs": 5,
+        "repeats": 2,
+        "lb_runs": 1000,
+        "sweep_epochs": 2,
+    },
+    "tiny": {
+        "size": 32,
+        "per_class": 16,
+        "epochs": 2,
+        "repeats": 1,
+        "lb_runs": 20,
+        "sweep_epochs": 2,
+    },
 }
 
 
@@ -64,6 +85,7 @@ def machine_facts(policy: str) -> dict[str, object]:
 def training_cases(profile: dict, work: Path) -> tuple[dict, dict]:
     """Alternate the four training cases ``repeats`` times; return cases and ratios."""
     from bench import cases
+    from bench.cases import Throughput
     from deepfake_detect.hardware import detect_accelerators, select_precision
 
     policy = select_precision("auto", detect_accelerators())
@@ -74,7 +96,9 @@ def training_cases(profile: dict, work: Path) -> tuple[dict, dict]:
         profile["epochs"],
         work / "cache",
     )
-    runs: dict[str, list[float]] = {"seed_loop": [], "ours": [], "ceiling": [], "tracked": []}
+    runs: dict[str, list[Throughput]] = {
+        name: [] for name in ("seed_loop", "ours", "ceiling", "tracked")
+    }
     logger_share: list[float] = []
     for repeat in range(profile["repeats"]):
         runs["seed_loop"].append(cases.seed_loop(spec))
@@ -83,7 +107,8 @@ def training_cases(profile: dict, work: Path) -> tuple[dict, dict]:
         speed, share = cases.tracked(spec, policy, work / f"tracked{repeat}.db")
         runs["tracked"].append(speed)
         logger_share.append(share)
-    pairs = list(zip(runs["seed_loop"], runs["ours"], runs["ceiling"], strict=True))
+    speed = {name: [t.images_per_s for t in values] for name, values in runs.items()}
+    pairs = list(zip(speed["seed_loop"], speed["ours"], speed["ceiling"], strict=True))
     ratios = {
         "ours_vs_seed_loop": statistics.median(o / s for s, o, _ in pairs),
         "pipeline_efficiency": statistics.median(o / c for _, o, c in pairs),
@@ -91,7 +116,11 @@ def training_cases(profile: dict, work: Path) -> tuple[dict, dict]:
         "tracking_overhead": statistics.median(logger_share),
     }
     table = {
-        name: {"images_per_s": statistics.median(values), "repeats": values}
+        name: {
+            "images_per_s": statistics.median(t.images_per_s for t in values),
+            "epoch_images_per_s": statistics.median(t.epoch_images_per_s for t in values),
+            "repeats": [t.images_per_s for t in values],
+        }
         for name, values in runs.items()
     }
     table["ours"]["precision"] = policy
@@ -134,7 +163,7 @@ def main(argv: list[str] | None = None) -> int:
         tools["leaderboard_export"] = tooling_cases.leaderboard_export(work, profile["lb_runs"], 10)
         tools["cli_startup"] = tooling_cases.cli_startup()
         tools["sweep_overhead"] = tooling_cases.sweep_overhead(
-            work, data, min(profile["size"], 128), 2
+            work, data, min(profile["size"], 128), profile["sweep_epochs"]
         )
     result = {
         "profile": name,
