@@ -34,7 +34,7 @@ PROFILES = {
         "epochs": 5,
         "repeats": 2,
         "lb_runs": 1000,
-        "sweep_epochs": 2,
+        "sweep_epochs": 4,
     },
     "tiny": {
         "size": 32,

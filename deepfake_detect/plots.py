@@ -1,36 +1,56 @@
-"""Matplotlib figures logged as artifacts (headless Agg backend, no TensorFlow)."""
+"""Matplotlib figures logged as artifacts (no pyplot state, no TensorFlow).
+
+Per-run plots use fixed margins instead of ``tight_layout`` and the object API instead of
+pyplot: a sweep draws seven of them per trial, and this makes them about a third cheaper.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-import matplotlib
+import numpy as np
+from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
+from deepfake_detect.evaluation import precision_recall_curve, roc_curve
 
-from deepfake_detect.evaluation import precision_recall_curve, roc_curve  # noqa: E402
+SMALL_MARGINS = {"left": 0.17, "right": 0.95, "bottom": 0.13, "top": 0.9}
+WIDE_MARGINS = {"left": 0.05, "right": 0.98, "bottom": 0.15, "top": 0.88, "wspace": 0.25}
+LABEL_MARGINS = {"left": 0.27, "right": 0.97, "bottom": 0.1, "top": 0.9}
 
 
-def _save(fig: plt.Figure, path: Path) -> Path:
+def _figure(figsize: tuple[float, float], margins: dict[str, float] | None = None) -> Figure:
+    """A pyplot-free figure with fixed margins (no layout pass when saving)."""
+    fig = Figure(figsize=figsize)
+    if margins:
+        fig.subplots_adjust(**margins)
+    return fig
+
+
+def _save(fig: Figure, path: Path, tight: bool = False) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.tight_layout()
+    for axis in fig.axes:  # tick creation dominates drawing small plots: keep them few
+        axis.locator_params(axis="y", nbins=5)
+        if not isinstance(axis.xaxis.get_major_locator(), MaxNLocator):
+            axis.locator_params(axis="x", nbins=5)
+    if tight:
+        fig.tight_layout()
     fig.savefig(path, dpi=100, format="png")
-    plt.close(fig)
     return path
 
 
 def training_curves(history: Mapping[str, Sequence[float]], path: Path) -> Path:
     """Train vs validation loss, accuracy and AUC per epoch."""
-    fig, axes = plt.subplots(1, 3, figsize=(13, 3.8))
+    fig = _figure((13, 3.8), WIDE_MARGINS)
+    axes = fig.subplots(1, 3)
     for axis, name in zip(axes, ("loss", "acc", "auc"), strict=True):
         for split in ("train", "val"):
             values = history.get(f"{split}_{name}", [])
             axis.plot(range(len(values)), values, marker="o", label=split)
         axis.set_title(name)
         axis.set_xlabel("epoch")
+        axis.xaxis.set_major_locator(MaxNLocator(nbins=5, integer=True))
         axis.legend()
     return _save(fig, path)
 
@@ -40,8 +60,9 @@ def confusion_matrix(
 ) -> Path:
     """2x2 confusion matrix; rows are true classes ``[negative, positive]``."""
     matrix = np.array([[counts["tn"], counts["fp"]], [counts["fn"], counts["tp"]]])
-    fig, axis = plt.subplots(figsize=(4.2, 3.8))
-    axis.imshow(matrix, cmap="Blues")
+    fig = _figure((4.2, 3.8), LABEL_MARGINS)
+    axis = fig.add_subplot()
+    axis.imshow(matrix, cmap="Blues", aspect="auto")
     for (row, col), value in np.ndenumerate(matrix):
         axis.text(col, row, f"{int(value)}", ha="center", va="center", fontsize=12)
     axis.set_xticks([0, 1], [f"pred {c}" for c in class_names])
@@ -53,7 +74,8 @@ def confusion_matrix(
 def roc_plot(y_true: np.ndarray, prob: np.ndarray, auc: float, title: str, path: Path) -> Path:
     """ROC curve with its AUC."""
     fpr, tpr, _ = roc_curve(y_true, prob)
-    fig, axis = plt.subplots(figsize=(4.2, 4))
+    fig = _figure((4.2, 4), SMALL_MARGINS)
+    axis = fig.add_subplot()
     axis.plot(fpr, tpr, label=f"AUC {auc:.3f}")
     axis.plot([0, 1], [0, 1], linestyle="--", color="grey")
     axis.set_xlabel("false positive rate")
@@ -66,7 +88,8 @@ def roc_plot(y_true: np.ndarray, prob: np.ndarray, auc: float, title: str, path:
 def pr_plot(y_true: np.ndarray, prob: np.ndarray, title: str, path: Path) -> Path:
     """Precision-recall curve."""
     precision, recall = precision_recall_curve(y_true, prob)
-    fig, axis = plt.subplots(figsize=(4.2, 4))
+    fig = _figure((4.2, 4), SMALL_MARGINS)
+    axis = fig.add_subplot()
     axis.plot(recall, precision)
     axis.set_xlabel("recall")
     axis.set_ylabel("precision")
@@ -77,7 +100,8 @@ def pr_plot(y_true: np.ndarray, prob: np.ndarray, title: str, path: Path) -> Pat
 
 def metric_bars(labels: Sequence[str], values: Sequence[float], metric: str, path: Path) -> Path:
     """Horizontal bar chart of one metric per model, best on top."""
-    fig, axis = plt.subplots(figsize=(7, 0.45 * max(len(labels), 2) + 1.2))
+    fig = _figure((7, 0.45 * max(len(labels), 2) + 1.2))
+    axis = fig.add_subplot()
     positions = np.arange(len(labels))[::-1]
     axis.barh(positions, values, color="tab:blue")
     axis.set_yticks(positions, labels)
@@ -85,7 +109,7 @@ def metric_bars(labels: Sequence[str], values: Sequence[float], metric: str, pat
     for position, value in zip(positions, values, strict=True):
         if np.isfinite(value):
             axis.text(value, position, f" {value:.4f}", va="center", fontsize=8)
-    return _save(fig, path)
+    return _save(fig, path, tight=True)
 
 
 def sweep_grid(
@@ -96,7 +120,8 @@ def sweep_grid(
     path: Path,
 ) -> Path:
     """``metric`` over (dropout, lr): a scatter coloured by value, lr on a log axis."""
-    fig, axis = plt.subplots(figsize=(5.5, 4.2))
+    fig = _figure((5.5, 4.2))
+    axis = fig.add_subplot()
     points = axis.scatter(lrs, dropouts, c=values, cmap="viridis", s=120, edgecolors="black")
     for lr, dropout, value in zip(lrs, dropouts, values, strict=True):
         axis.annotate(
@@ -106,7 +131,7 @@ def sweep_grid(
     axis.set_xlabel("optimizer.lr")
     axis.set_ylabel("model.dropout")
     fig.colorbar(points, label=metric)
-    return _save(fig, path)
+    return _save(fig, path, tight=True)
 
 
 def split_report(
