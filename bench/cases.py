@@ -94,9 +94,9 @@ def steady_throughput(
     timer = StepTimer()
     model.fit(dataset, epochs=epochs, verbose=0, callbacks=[timer, *(extra_callbacks or [])])
     steps = [step for epoch in timer.steps[1:] for step in epoch]
-    return Throughput(
-        batch_size / statistics.median(steps), n_images / statistics.median(timer.epochs[1:])
-    )
+    per_epoch = n_images / statistics.median(timer.epochs[1:])
+    per_step = batch_size / statistics.median(steps) if steps else per_epoch  # 1-batch epochs
+    return Throughput(per_step, per_epoch)
 
 
 def seed_loop(spec: FitSpec) -> Throughput:

@@ -38,7 +38,7 @@ PROFILES = {
     },
     "tiny": {
         "size": 32,
-        "per_class": 16,
+        "per_class": 64,
         "epochs": 2,
         "repeats": 1,
         "lb_runs": 20,

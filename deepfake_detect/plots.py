@@ -31,8 +31,12 @@ def _figure(figsize: tuple[float, float], margins: dict[str, float] | None = Non
 def _save(fig: Figure, path: Path, tight: bool = False) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     for axis in fig.axes:  # tick creation dominates drawing small plots: keep them few
-        axis.locator_params(axis="y", nbins=5)
-        if not isinstance(axis.xaxis.get_major_locator(), MaxNLocator):
+        if axis.get_yscale() == "linear":
+            axis.locator_params(axis="y", nbins=5)
+        if (
+            axis.get_xscale() == "linear"
+            and type(axis.xaxis.get_major_locator()) is not MaxNLocator
+        ):
             axis.locator_params(axis="x", nbins=5)
     if tight:
         fig.tight_layout()
@@ -106,6 +110,9 @@ def metric_bars(labels: Sequence[str], values: Sequence[float], metric: str, pat
     axis.barh(positions, values, color="tab:blue")
     axis.set_yticks(positions, labels)
     axis.set_xlabel(metric)
+    finite = [value for value in values if np.isfinite(value)]
+    if finite and max(finite) > 0:
+        axis.set_xlim(0, max(finite) * 1.15)  # room for the value labels
     for position, value in zip(positions, values, strict=True):
         if np.isfinite(value):
             axis.text(value, position, f" {value:.4f}", va="center", fontsize=8)
