@@ -10,8 +10,9 @@ import mlflow
 from mlflow.entities import Run
 from mlflow.tracking import MlflowClient
 
+from deepfake_detect.run_types import ERROR_TAG
+
 log = logging.getLogger(__name__)
-ERROR_TAG = "error"
 MAX_TAG_LENGTH = 5000
 
 

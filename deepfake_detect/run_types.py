@@ -6,3 +6,4 @@ SWEEP = "sweep"
 EVALUATION = "evaluation"
 PARENT_TAG = "mlflow.parentRunId"
 MODEL_ARTIFACT = "model"  # name of the logged Keras model in every training run
+ERROR_TAG = "error"  # the message of the exception that failed a run

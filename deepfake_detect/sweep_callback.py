@@ -21,7 +21,7 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
 from deepfake_detect.job_context import PARENT_RUN_ENV
-from deepfake_detect.run_types import RUN_TYPE_TAG, SWEEP
+from deepfake_detect.run_types import ERROR_TAG, RUN_TYPE_TAG, SWEEP
 
 log = logging.getLogger(__name__)
 SUMMARY_METRICS = ("val_auc", "val_acc", "val_loss", "test_auc", "test_acc")
@@ -97,10 +97,15 @@ class MlflowSweepCallback(Callback):
         if not self.parent_run_id:
             return
         client = MlflowClient(tracking_uri=self.uri)
+        status = "FAILED"
         try:
             summarise_sweep(client, self.parent_run_id, str(config.tracking.experiment))
+            status = "FINISHED"
+        except Exception as error:  # Hydra only warns about callback errors: record it
+            client.set_tag(self.parent_run_id, ERROR_TAG, f"summary failed: {error!r}"[:5000])
+            raise
         finally:
-            client.set_terminated(self.parent_run_id, "FINISHED")
+            client.set_terminated(self.parent_run_id, status)
             os.environ.pop(PARENT_RUN_ENV, None)
             self.parent_run_id = None
 
