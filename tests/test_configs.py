@@ -85,11 +85,18 @@ def test_preset_selectable_from_another_cwd_and_no_outputs_there(tmp_path):
     assert not (tmp_path / "outputs").exists()
 
 
-def test_unknown_model_lists_choices(tmp_path):
-    result = run_cli(["-m", "deepfake_detect.train", "model=resnet", "--cfg", "job"], cwd=tmp_path)
+@pytest.mark.parametrize(
+    ("override", "group", "choice"),
+    [
+        ("model=resnet", "model/resnet", "cnn_baseline"),
+        ("optimizer=rmsprop", "optimizer/rmsprop", "adamw"),
+    ],
+)
+def test_unknown_choice_lists_valid_ones(tmp_path, override, group, choice):
+    result = run_cli(["-m", "deepfake_detect.train", override, "--cfg", "job"], cwd=tmp_path)
     assert result.returncode != 0
-    assert "Could not find 'model/resnet'" in result.stderr
-    assert "cnn_baseline" in result.stderr
+    assert f"Could not find '{group}'" in result.stderr
+    assert choice in result.stderr
 
 
 def test_typo_in_key_is_rejected(tmp_path):
