@@ -101,7 +101,8 @@ def main(cfg: DictConfig) -> float:
         return run_training(cfg, job)
     except Exception:
         log.exception(
-            "sweep job %s failed; its run is marked FAILED, the sweep continues", job.job_num
+            "sweep job %s failed (its run, if one was opened, is FAILED); the sweep continues",
+            job.job_num,
         )
         return math.nan
 
