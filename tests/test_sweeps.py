@@ -118,3 +118,25 @@ def test_slurm_launcher_composes():
     launcher = yaml.safe_load(result.stdout)["hydra"]["launcher"]
     assert launcher["_target_"].endswith("SlurmLauncher")
     assert launcher["gpus_per_node"] == 1
+
+
+def test_failed_sweep_summary_leaves_parent_failed(store_uri, monkeypatch):
+    from omegaconf import OmegaConf
+
+    import deepfake_detect.sweep_callback as sweep_callback
+    from deepfake_detect.tracking import ensure_experiment
+
+    client = MlflowClient(tracking_uri=store_uri)
+    parent = client.create_run(ensure_experiment(store_uri, "deepfake_detect"))
+    callback = sweep_callback.MlflowSweepCallback()
+    callback.uri, callback.parent_run_id = store_uri, parent.info.run_id
+
+    def broken_summary(*args):
+        raise RuntimeError("disk full")
+
+    monkeypatch.setattr(sweep_callback, "summarise_sweep", broken_summary)
+    with pytest.raises(RuntimeError):
+        callback.on_multirun_end(OmegaConf.create({"tracking": {"experiment": "deepfake_detect"}}))
+    run = client.get_run(parent.info.run_id)
+    assert run.info.status == "FAILED"
+    assert "disk full" in run.data.tags["error"]
