@@ -113,21 +113,25 @@ class MlflowSweepCallback(Callback):
 def summarise_sweep(client, parent_run_id: str, experiment: str) -> None:
     """Log the children summary, best child, leaderboard and val_auc plot on the parent."""
     from deepfake_detect import plots
-    from deepfake_detect.leaderboard.command import collect
     from deepfake_detect.leaderboard.export import export, terminal_table
+    from deepfake_detect.leaderboard.store_reader import read_store
+    from deepfake_detect.leaderboard.table import build_leaderboard
+    from deepfake_detect.metric_names import EPOCH_KEYS, TEST_KEYS
 
-    board = collect(client.tracking_uri, [experiment], parent_run_id, True, "val_auc", "best")
+    records = read_store(
+        client.tracking_uri, [experiment], parent_run_id, True, [*EPOCH_KEYS, *TEST_KEYS]
+    )
+    board = build_leaderboard(records, "val_auc", "best")
     table = board.table
     children = len(table)
-    run_ids = list(table["run_id"])
-    statuses = {run_id: client.get_run(run_id).info.status for run_id in run_ids}
-    finished = table[[statuses[r] == "FINISHED" for r in run_ids]]
+    finished_ids = {record.run_id for record in records if record.status == "FINISHED"}
+    finished = table[table["run_id"].isin(finished_ids)]
     client.log_metric(parent_run_id, "children", children)
     client.log_metric(parent_run_id, "children_failed", children - len(finished))
     if not finished.empty:
         best = finished.iloc[0]
         for key in SUMMARY_METRICS:
-            value = float(best[key]) if best[key] == best[key] else math.nan
+            value = float(best[key])  # rate/loss columns: NaN when missing, never NA
             if not math.isnan(value):
                 client.log_metric(parent_run_id, f"best_{key}", value)
         client.set_tag(parent_run_id, "best_child_run_id", str(best["run_id"]))
