@@ -11,12 +11,12 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from deepfake_detect.callbacks import MlflowEpochLogger
 from deepfake_detect.data.decode_cache import load_split
 from deepfake_detect.data.layout import scan_split
 from deepfake_detect.data.pipeline import make_dataset
 from deepfake_detect.models.cnn import build_cnn_baseline
-from deepfake_detect.models.metrics import tracked_metrics
+from deepfake_detect.training.callbacks import MlflowEpochLogger
+from deepfake_detect.training.keras_metrics import tracked_metrics
 
 CLASSES = ["Real", "Fake"]
 SEED = 42
@@ -167,7 +167,7 @@ def tracked(spec: FitSpec, policy: str, store: Path) -> tuple[Throughput, float]
     """``ours`` plus our MLflow epoch logger (SQLite): images/s and the logger's time share."""
     from mlflow.tracking import MlflowClient
 
-    from deepfake_detect.tracking import ensure_experiment
+    from deepfake_detect.tracking.store import ensure_experiment
 
     uri = f"sqlite:///{store}"
     client = MlflowClient(tracking_uri=uri)

@@ -16,7 +16,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from deepfake_detect.paths import PROJECT_ROOT, RESULTS_DIR
+from deepfake_detect.config.paths import PROJECT_ROOT, RESULTS_DIR
 
 PROFILES = {
     # image px, train images per class, epochs, repeats, leaderboard runs, epochs per sweep trial
@@ -49,7 +49,7 @@ PROFILES = {
 
 def bench_data(size: int, per_class: int) -> Path:
     """Synthetic data for the benchmark, generated once under data/ and reused."""
-    from deepfake_detect.synth import generate_dataset
+    from deepfake_detect.data.synthetic import generate_dataset
 
     root = PROJECT_ROOT / "data" / f"bench_{size}px_{per_class}"
     if not (root / ".complete").is_file():
@@ -70,7 +70,7 @@ def bench_data(size: int, per_class: int) -> Path:
 def machine_facts(policy: str) -> dict[str, object]:
     import tensorflow as tf
 
-    from deepfake_detect.hardware import BF16_CPU_FLAGS, read_cpu_flags
+    from deepfake_detect.training.hardware import BF16_CPU_FLAGS, read_cpu_flags
 
     return {
         "platform": platform.platform(),
@@ -86,7 +86,7 @@ def training_cases(profile: dict, work: Path) -> tuple[dict, dict]:
     """Alternate the four training cases ``repeats`` times; return cases and ratios."""
     from bench import cases
     from bench.cases import Throughput
-    from deepfake_detect.hardware import detect_accelerators, select_precision
+    from deepfake_detect.training.hardware import detect_accelerators, select_precision
 
     policy = select_precision("auto", detect_accelerators())
     spec = cases.FitSpec(

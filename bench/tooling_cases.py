@@ -10,7 +10,7 @@ import sys
 import time
 from pathlib import Path
 
-from deepfake_detect.paths import PROJECT_ROOT
+from deepfake_detect.config.paths import PROJECT_ROOT
 
 ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
 
@@ -28,9 +28,8 @@ def fill_store(uri: str, runs: int, epochs: int) -> None:
     from mlflow.entities import Param
     from mlflow.tracking import MlflowClient
 
-    from deepfake_detect.metric_names import EPOCH_KEYS, TEST_KEYS
-    from deepfake_detect.run_types import RUN_TYPE_TAG, TRAINING
-    from deepfake_detect.tracking import sqlite_path
+    from deepfake_detect.tracking.store import sqlite_path
+    from deepfake_detect.tracking.vocabulary import EPOCH_KEYS, RUN_TYPE_TAG, TEST_KEYS, TRAINING
 
     client = MlflowClient(tracking_uri=uri)
     experiment_id = client.create_experiment("bench-leaderboard")
@@ -87,7 +86,7 @@ def leaderboard_export(folder: Path, runs: int, epochs: int) -> dict[str, float]
             [
                 sys.executable,
                 "-m",
-                "deepfake_detect.cli",
+                "deepfake_detect.commands.cli",
                 "leaderboard",
                 "--tracking-uri",
                 uri,
@@ -108,7 +107,7 @@ def cli_startup() -> dict[str, float]:
     for _ in range(5):
         start = time.perf_counter()
         subprocess.run(
-            [sys.executable, "-m", "deepfake_detect.cli", "leaderboard", "--help"],
+            [sys.executable, "-m", "deepfake_detect.commands.cli", "leaderboard", "--help"],
             check=True,
             capture_output=True,
             env=ENV,

@@ -13,11 +13,11 @@ from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig
 
 import deepfake_detect  # noqa: F401  (resolvers)
-from deepfake_detect.paths import PROJECT_ROOT
-from deepfake_detect.synth import generate_dataset
+from deepfake_detect.config.paths import CONFIG_DIR, PROJECT_ROOT
+from deepfake_detect.data.synthetic import generate_dataset
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-CONF_DIR = PROJECT_ROOT / "conf"
+CONF_DIR = CONFIG_DIR
 TINY_SIZE = 32
 
 

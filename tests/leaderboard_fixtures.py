@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from mlflow.entities import Metric, Param, RunTag
 from mlflow.tracking import MlflowClient
 
-from deepfake_detect.run_types import PARENT_TAG, RUN_TYPE_TAG, SWEEP, TRAINING
+from deepfake_detect.tracking.vocabulary import PARENT_TAG, RUN_TYPE_TAG, SWEEP, TRAINING
 
 
 @dataclass(frozen=True)

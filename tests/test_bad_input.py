@@ -11,8 +11,8 @@ from mlflow.tracking import MlflowClient
 from PIL import Image
 
 from deepfake_detect.data.layout import DataError
-from deepfake_detect.synth import generate_dataset
-from deepfake_detect.train import run_training
+from deepfake_detect.data.synthetic import generate_dataset
+from deepfake_detect.training.main import run_training
 
 
 def runs_in(uri: str):
@@ -116,7 +116,7 @@ def test_exception_in_training_marks_run_failed(tiny_cfg, store_uri):
 
 
 def test_ctrl_c_marks_run_killed(tiny_cfg, store_uri, monkeypatch):
-    import deepfake_detect.trainer as trainer
+    import deepfake_detect.training.fit as trainer
 
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt
@@ -129,7 +129,7 @@ def test_ctrl_c_marks_run_killed(tiny_cfg, store_uri, monkeypatch):
 
 
 def test_nan_loss_fails_run_with_reason(tiny_cfg, store_uri):
-    from deepfake_detect.callbacks import NonFiniteLossError
+    from deepfake_detect.training.callbacks import NonFiniteLossError
 
     with pytest.raises(NonFiniteLossError):
         run_training(

@@ -7,12 +7,12 @@ from pathlib import Path
 import pytest
 from hydra.utils import instantiate
 
-from deepfake_detect.paths import PROJECT_ROOT
+from deepfake_detect.config.paths import PROJECT_ROOT
 from tests.conftest import CONF_DIR, run_cli
 
 MODELS = sorted(p.stem for p in (CONF_DIR / "model").glob("*.yaml"))
 OPTIMIZERS = sorted(p.stem for p in (CONF_DIR / "optimizer").glob("*.yaml"))
-EXPERIMENTS = sorted(p.stem for p in (PROJECT_ROOT / "experiments").glob("*.yaml"))
+EXPERIMENTS = sorted(p.stem for p in (CONF_DIR / "experiment").glob("*.yaml"))
 
 
 def test_groups_are_discovered():

@@ -10,7 +10,7 @@ import pytest
 
 from deepfake_detect.data.decode_cache import load_split
 from deepfake_detect.data.layout import scan_split
-from deepfake_detect.synth import generate_dataset
+from deepfake_detect.data.synthetic import generate_dataset
 
 CLASSES = ["Real", "Fake"]
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from deepfake_detect.evaluation import binary_metrics, roc_auc, youden_threshold
+from deepfake_detect.metrics.binary import binary_metrics, roc_auc, youden_threshold
 
 
 def pairwise_auc(y: np.ndarray, p: np.ndarray) -> float:

@@ -8,7 +8,7 @@ import keras
 import pytest
 import tensorflow as tf
 
-from deepfake_detect.hardware import (
+from deepfake_detect.training.hardware import (
     Accelerators,
     global_batch_size,
     make_strategy,
@@ -100,7 +100,7 @@ def test_multi_worker_needs_tf_config(monkeypatch):
 def test_runtime_choices_are_logged(tiny_cfg, store_uri):
     from mlflow.tracking import MlflowClient
 
-    from deepfake_detect.train import run_training
+    from deepfake_detect.training.main import run_training
 
     run_training(
         tiny_cfg("trainer.precision=float32", "trainer.epochs=1", "tracking.log_model=false")

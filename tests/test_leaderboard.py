@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 from mlflow.tracking import MlflowClient
 
-from deepfake_detect.atomic_write import OutputError, write_atomically
-from deepfake_detect.cli import main
+from deepfake_detect.commands.cli import main
+from deepfake_detect.config.output_files import OutputError, write_atomically
 from tests.conftest import run_cli
 from tests.leaderboard_fixtures import Split, log_run, populate, sweep_parent
 
@@ -157,7 +157,7 @@ def test_bad_metric_is_rejected(golden_store, tmp_path, capsys):
 def test_leaderboard_never_imports_tensorflow(golden_store, tmp_path):
     uri, _ = golden_store
     code = (
-        "import sys; from deepfake_detect.cli import main; "
+        "import sys; from deepfake_detect.commands.cli import main; "
         f"rc = main(['leaderboard', '--tracking-uri', {uri!r}, '--out', "
         f"{str(tmp_path / 'x.csv')!r}]); "
         "assert rc == 0; assert 'tensorflow' not in sys.modules, 'tensorflow imported'; "
@@ -169,12 +169,12 @@ def test_leaderboard_never_imports_tensorflow(golden_store, tmp_path):
 
 def test_help_does_not_import_tensorflow():
     code = (
-        "import sys\nfrom deepfake_detect.cli import build_parser\nbuild_parser()\n"
+        "import sys\nfrom deepfake_detect.commands.cli import build_parser\nbuild_parser()\n"
         "assert 'tensorflow' not in sys.modules"
     )
     result = run_cli(["-c", code])
     assert result.returncode == 0, result.stderr
-    helped = run_cli(["-m", "deepfake_detect.cli", "leaderboard", "--help"])
+    helped = run_cli(["-m", "deepfake_detect.commands.cli", "leaderboard", "--help"])
     assert helped.returncode == 0 and "--include-failed" in helped.stdout
     assert sys.executable
 
@@ -186,7 +186,7 @@ def test_api_reader_matches_sql_reader(store_uri, sweep):
     from deepfake_detect.leaderboard.api_reader import read_runs_api
     from deepfake_detect.leaderboard.sql_reader import read_runs_sql
     from deepfake_detect.leaderboard.table import build_leaderboard
-    from deepfake_detect.metric_names import EPOCH_KEYS, TEST_KEYS
+    from deepfake_detect.tracking.vocabulary import EPOCH_KEYS, TEST_KEYS
 
     populate(store_uri)
     client = MlflowClient(tracking_uri=store_uri)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from deepfake_detect import plots
+from deepfake_detect.metrics import plots
 
 PNG = b"\x89PNG"
 

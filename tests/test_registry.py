@@ -11,9 +11,9 @@ import pytest
 from mlflow.tracking import MlflowClient
 from PIL import Image
 
-from deepfake_detect.cli import main
+from deepfake_detect.commands.cli import main
 from deepfake_detect.data.decode_cache import load_image
-from deepfake_detect.train import run_training
+from deepfake_detect.training.main import run_training
 from tests.conftest import TINY_SIZE, run_cli, tiny_overrides
 
 NAME = "deepfake-detector"
@@ -111,7 +111,7 @@ def test_promote_without_finished_runs_changes_nothing(store_uri, capsys):
 def test_promote_does_not_import_tensorflow(registry_store):
     uri, _ = registry_store
     code = (
-        "import sys; from deepfake_detect.cli import main; "
+        "import sys; from deepfake_detect.commands.cli import main; "
         f"assert main(['promote', '--tracking-uri', {uri!r}, '--dry-run']) == 0; "
         "assert 'tensorflow' not in sys.modules"
     )

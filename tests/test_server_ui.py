@@ -15,9 +15,9 @@ import urllib.request
 
 import pytest
 
-from deepfake_detect.metric_names import EPOCH_KEYS, TEST_KEYS
-from deepfake_detect.paths import RESULTS_DIR
-from deepfake_detect.train import run_training
+from deepfake_detect.config.paths import RESULTS_DIR
+from deepfake_detect.tracking.vocabulary import EPOCH_KEYS, TEST_KEYS
+from deepfake_detect.training.main import run_training
 
 pytestmark = pytest.mark.slow
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
@@ -202,7 +202,7 @@ def test_browser_shows_run_and_metric(http_run, tmp_path):
 
 
 def test_leaderboard_over_http(http_run, tmp_path):
-    from deepfake_detect.cli import main
+    from deepfake_detect.commands.cli import main
 
     url, _, run = http_run
     out = tmp_path / "lb.csv"

@@ -8,7 +8,7 @@ import pytest
 import yaml
 from mlflow.tracking import MlflowClient
 
-from deepfake_detect.run_types import PARENT_TAG, RUN_TYPE_TAG, SWEEP
+from deepfake_detect.tracking.vocabulary import PARENT_TAG, RUN_TYPE_TAG, SWEEP
 from tests.conftest import TINY_SIZE, run_cli
 
 pytestmark = pytest.mark.slow
@@ -123,8 +123,8 @@ def test_slurm_launcher_composes():
 def test_failed_sweep_summary_leaves_parent_failed(store_uri, monkeypatch):
     from omegaconf import OmegaConf
 
-    import deepfake_detect.sweep_callback as sweep_callback
-    from deepfake_detect.tracking import ensure_experiment
+    import deepfake_detect.training.sweep_callback as sweep_callback
+    from deepfake_detect.tracking.store import ensure_experiment
 
     client = MlflowClient(tracking_uri=store_uri)
     parent = client.create_run(ensure_experiment(store_uri, "deepfake_detect"))

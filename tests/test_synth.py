@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 from PIL import Image
 
-from deepfake_detect.cli import main
-from deepfake_detect.synth import render_sample
+from deepfake_detect.commands.cli import main
+from deepfake_detect.data.synthetic import render_sample
 
 
 def test_cli_writes_layout(tmp_path, capsys):

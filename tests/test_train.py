@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 from mlflow.tracking import MlflowClient
 
-from deepfake_detect.metric_names import EPOCH_KEYS, TEST_KEYS
-from deepfake_detect.train import run_training
+from deepfake_detect.tracking.vocabulary import EPOCH_KEYS, TEST_KEYS
+from deepfake_detect.training.main import run_training
 
 
 def only_run(uri: str, experiment: str = "deepfake_detect"):

@@ -21,8 +21,8 @@ from pathlib import Path
 
 import numpy as np
 from filelock import FileLock
-from PIL import Image
 
+from deepfake_detect.data.images import try_load_image
 from deepfake_detect.data.layout import DataError, SplitFiles, fingerprint
 
 log = logging.getLogger(__name__)
@@ -39,24 +39,6 @@ class DecodedSplit:
     from_cache: bool
 
 
-def load_image(path: Path, size: int) -> np.ndarray:
-    """Decode any image (grayscale, RGBA, palette, any size) to uint8 RGB ``size x size``."""
-    with Image.open(path) as image:
-        image.load()
-        rgb = image.convert("RGB")
-    if rgb.size != (size, size):
-        rgb = rgb.resize((size, size), Image.BILINEAR)
-    return np.asarray(rgb, dtype=np.uint8)
-
-
-def _try_load(path: Path, size: int) -> np.ndarray | str:
-    """The decoded image, or the error text when the file is corrupt or unreadable."""
-    try:
-        return load_image(path, size)
-    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as error:
-        return f"{type(error).__name__}: {error}"
-
-
 def decode_split(
     files: SplitFiles, size: int, skip_corrupt: bool, workers: int | None = None
 ) -> DecodedSplit:
@@ -65,7 +47,7 @@ def decode_split(
     keep = np.ones(len(files), dtype=bool)
     skipped: list[str] = []
     with ThreadPoolExecutor(max_workers=workers or min(32, (os.cpu_count() or 2) * 2)) as pool:
-        results = pool.map(lambda p: _try_load(p, size), files.paths)
+        results = pool.map(lambda p: try_load_image(p, size), files.paths)
         for index, (path, result) in enumerate(zip(files.paths, results, strict=True)):
             if isinstance(result, str):
                 if not skip_corrupt:

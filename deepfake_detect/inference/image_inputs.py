@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from deepfake_detect.data.decode_cache import load_image
+from deepfake_detect.data.images import DECODE_ERRORS, load_image
 from deepfake_detect.data.layout import DataError, is_image_file, list_images
 
 log = logging.getLogger(__name__)
@@ -60,7 +60,7 @@ def decode_batches(inputs: ImageInputs, size: int, batch_size: int) -> Iterator[
     for path in inputs.paths:
         try:
             images.append(load_image(path, size).astype(np.float32))
-        except (OSError, SyntaxError, ValueError) as error:
+        except DECODE_ERRORS as error:
             if path in explicit:
                 raise DataError(f"cannot read image {path}: {error}") from error
             log.warning("skipping unreadable image %s (%s)", path, error)

@@ -8,9 +8,9 @@ from dataclasses import dataclass
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
-from deepfake_detect.registry.versions import RegistryError, describe_model, require_model
+from deepfake_detect.tracking.registered_models import RegistryError, describe_model, require_model
+from deepfake_detect.tracking.vocabulary import THRESHOLD_METRIC
 
-THRESHOLD_METRIC = "val_youden_threshold"
 DEFAULT_THRESHOLD = 0.5
 _MODELS_URI = re.compile(r"^models:/(?P<name>[^/@]+)(?:/(?P<version>\d+)|@(?P<alias>[\w-]+))$")
 _RUNS_URI = re.compile(r"^runs:/(?P<run_id>[0-9a-f]{32})(?:/.*)?$")

@@ -19,7 +19,7 @@ from deepfake_detect.leaderboard.records import (
     check_sweep,
     choose_experiments,
 )
-from deepfake_detect.run_types import EVALUATION, PARENT_TAG, RUN_TYPE_TAG, SWEEP
+from deepfake_detect.tracking.vocabulary import EVALUATION, PARENT_TAG, RUN_TYPE_TAG, SWEEP
 
 HTTP_CHUNK = 100
 BULK_HISTORY = "/ajax-api/2.0/mlflow/metrics/get-history-bulk-interval"

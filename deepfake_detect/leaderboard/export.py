@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from deepfake_detect.atomic_write import write_atomically
+from deepfake_detect.config.output_files import write_atomically
 from deepfake_detect.leaderboard.table import Leaderboard
 
 CHART_ROWS = 25  # a readable chart: the top of the table
@@ -47,7 +47,7 @@ def export(board: Leaderboard, out: Path, chart: bool = True) -> list[Path]:
     markdown = markdown_table(board.table, list(board.table.columns))
     written.append(write_atomically(out.with_suffix(".md"), lambda tmp: tmp.write_text(markdown)))
     if chart and not board.table.empty:
-        from deepfake_detect import plots
+        from deepfake_detect.metrics import plots
 
         top = board.table.head(CHART_ROWS)
         values = [float(v) if pd.notna(v) else math.nan for v in top[board.metric]]

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 import pandas as pd
 
 from deepfake_detect.leaderboard.records import RunRecord
-from deepfake_detect.metric_names import (
+from deepfake_detect.tracking.vocabulary import (
     COUNT_METRICS,
     EPOCH_KEYS,
     SPLITS,

@@ -9,20 +9,14 @@ from __future__ import annotations
 import keras
 from keras import layers
 
-
-def _inputs(image_size: int) -> keras.KerasTensor:
-    return keras.Input(shape=(image_size, image_size, 3), name="image")
-
-
-def _sigmoid_output(x: keras.KerasTensor) -> keras.KerasTensor:
-    return layers.Dense(1, activation="sigmoid", dtype="float32", name="prob_positive")(x)
+from deepfake_detect.models.heads import image_input, sigmoid_head
 
 
 def build_cnn_baseline(
     image_size: int, dropout: float = 0.3, name: str = "cnn_baseline"
 ) -> keras.Model:
     """The seed notebook's baseline, layer for layer, with one dropout rate."""
-    inputs = _inputs(image_size)
+    inputs = image_input(image_size)
     x = layers.Rescaling(1.0 / 255)(inputs)
     x = layers.BatchNormalization()(x)
     x = layers.Dropout(dropout)(x)
@@ -38,7 +32,7 @@ def build_cnn_baseline(
     x = layers.Dropout(dropout)(x)
     x = layers.Dense(8, activation="relu")(x)
     x = layers.BatchNormalization()(x)
-    return keras.Model(inputs, _sigmoid_output(x), name=name)
+    return keras.Model(inputs, sigmoid_head(x), name=name)
 
 
 def _conv_block(x: keras.KerasTensor, filters: int, convs: int) -> keras.KerasTensor:
@@ -58,7 +52,7 @@ def build_vgg_like(
     name: str = "cnn",
 ) -> keras.Model:
     """Conv-BN-ReLU blocks with max pooling, global average pooling and a small head."""
-    inputs = _inputs(image_size)
+    inputs = image_input(image_size)
     x = layers.Rescaling(1.0 / 255)(inputs)
     for width in filters:
         x = _conv_block(x, int(width), convs_per_block)
@@ -66,4 +60,4 @@ def build_vgg_like(
     x = layers.Dropout(dropout)(x)
     x = layers.Dense(dense_units, activation="relu")(x)
     x = layers.Dropout(dropout)(x)
-    return keras.Model(inputs, _sigmoid_output(x), name=name)
+    return keras.Model(inputs, sigmoid_head(x), name=name)

@@ -7,6 +7,8 @@ from pathlib import Path
 import keras
 from keras import layers
 
+from deepfake_detect.models.heads import image_input, sigmoid_head
+
 
 def resolve_weights(weights: str | None) -> str | None:
     """``None`` (random init), ``"imagenet"`` (needs the Keras cache or network) or a local file."""
@@ -40,10 +42,9 @@ def build_efficientnetv2_b0(
         pooling="avg",
     )
     backbone.trainable = not freeze_backbone
-    inputs = keras.Input(shape=(image_size, image_size, 3), name="image")
+    inputs = image_input(image_size)
     x = backbone(inputs, training=False if freeze_backbone else None)
     x = layers.Dropout(dropout)(x)
     x = layers.Dense(dense_units, activation="relu")(x)
     x = layers.Dropout(dropout)(x)
-    outputs = layers.Dense(1, activation="sigmoid", dtype="float32", name="prob_positive")(x)
-    return keras.Model(inputs, outputs, name=name)
+    return keras.Model(inputs, sigmoid_head(x), name=name)

@@ -1,1 +1,1 @@
-"""MLflow Model Registry workflow: register run models, move aliases (no TensorFlow)."""
+"""Promotion: move a registry alias (champion) to the best comparable run (no TensorFlow)."""

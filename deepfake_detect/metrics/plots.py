@@ -13,7 +13,7 @@ import numpy as np
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
-from deepfake_detect.evaluation import precision_recall_curve, roc_curve
+from deepfake_detect.metrics.binary import precision_recall_curve, roc_curve
 
 SMALL_MARGINS = {"left": 0.17, "right": 0.95, "bottom": 0.13, "top": 0.9}
 WIDE_MARGINS = {"left": 0.05, "right": 0.98, "bottom": 0.15, "top": 0.88, "wspace": 0.25}

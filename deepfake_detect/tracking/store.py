@@ -13,7 +13,7 @@ from urllib.parse import unquote, urlparse
 
 from filelock import FileLock
 
-from deepfake_detect.paths import DEFAULT_ARTIFACT_ROOT, DEFAULT_TRACKING_URI, PROJECT_ROOT
+from deepfake_detect.config.paths import DEFAULT_ARTIFACT_ROOT, DEFAULT_TRACKING_URI, PROJECT_ROOT
 
 EXPERIMENT_KIND_TAG = "mlflow.experimentKind"
 TRAINING_EXPERIMENT_KIND = "custom_model_development"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from omegaconf import OmegaConf
 
-from deepfake_detect.paths import DEFAULT_TRACKING_URI, PROJECT_ROOT
+from deepfake_detect.config.paths import DEFAULT_TRACKING_URI, PROJECT_ROOT
 
 
 def register_resolvers() -> None:

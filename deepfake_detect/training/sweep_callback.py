@@ -3,28 +3,30 @@
 Before any job starts, the store and experiment are created (parallel first-time SQLite
 schema creation races) and the parent run is opened; its id reaches the jobs through an
 environment variable (inherited by joblib/submitit workers). When the sweep ends the parent
-gets summary metrics, the best child as a tag, the children's leaderboard and a val_auc plot.
+gets its summary from :mod:`deepfake_detect.leaderboard.sweep_summary`.
 """
 
 from __future__ import annotations
 
 import atexit
 import logging
-import math
 import os
-import tempfile
 import time
-from pathlib import Path
 from typing import Any
 
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
-from deepfake_detect.job_context import PARENT_RUN_ENV
-from deepfake_detect.run_types import ERROR_TAG, RUN_TYPE_TAG, SWEEP
+from deepfake_detect.config.run_naming import PARENT_RUN_ENV
+from deepfake_detect.tracking.vocabulary import (
+    ERROR_TAG,
+    PARAM_VALUE_LIMIT,
+    RUN_TYPE_TAG,
+    SWEEP,
+    TAG_VALUE_LIMIT,
+)
 
 log = logging.getLogger(__name__)
-SUMMARY_METRICS = ("val_auc", "val_acc", "val_loss", "test_auc", "test_acc")
 
 
 def sweep_name(config: DictConfig) -> str:
@@ -56,7 +58,7 @@ class MlflowSweepCallback(Callback):
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         from mlflow.tracking import MlflowClient
 
-        from deepfake_detect.tracking import ensure_experiment, resolve_tracking_uri
+        from deepfake_detect.tracking.store import ensure_experiment, resolve_tracking_uri
 
         self.uri = resolve_tracking_uri(config.tracking.uri)
         experiment_id = ensure_experiment(self.uri, str(config.tracking.experiment))
@@ -75,7 +77,8 @@ class MlflowSweepCallback(Callback):
             from mlflow.entities import Param
 
             client.log_batch(
-                self.parent_run_id, params=[Param(k, v[:6000]) for k, v in params.items()]
+                self.parent_run_id,
+                params=[Param(k, v[:PARAM_VALUE_LIMIT]) for k, v in params.items()],
             )
         os.environ[PARENT_RUN_ENV] = self.parent_run_id
         atexit.register(self._close_if_open)
@@ -99,56 +102,16 @@ class MlflowSweepCallback(Callback):
         client = MlflowClient(tracking_uri=self.uri)
         status = "FAILED"
         try:
+            from deepfake_detect.leaderboard.sweep_summary import summarise_sweep
+
             summarise_sweep(client, self.parent_run_id, str(config.tracking.experiment))
             status = "FINISHED"
         except Exception as error:  # Hydra only warns about callback errors: record it
-            client.set_tag(self.parent_run_id, ERROR_TAG, f"summary failed: {error!r}"[:5000])
+            client.set_tag(
+                self.parent_run_id, ERROR_TAG, f"summary failed: {error!r}"[:TAG_VALUE_LIMIT]
+            )
             raise
         finally:
             client.set_terminated(self.parent_run_id, status)
             os.environ.pop(PARENT_RUN_ENV, None)
             self.parent_run_id = None
-
-
-def summarise_sweep(client, parent_run_id: str, experiment: str) -> None:
-    """Log the children summary, best child, leaderboard and val_auc plot on the parent."""
-    from deepfake_detect import plots
-    from deepfake_detect.leaderboard.export import export, terminal_table
-    from deepfake_detect.leaderboard.store_reader import read_store
-    from deepfake_detect.leaderboard.table import build_leaderboard
-    from deepfake_detect.metric_names import EPOCH_KEYS, TEST_KEYS
-
-    records = read_store(
-        client.tracking_uri, [experiment], parent_run_id, True, [*EPOCH_KEYS, *TEST_KEYS]
-    )
-    board = build_leaderboard(records, "val_auc", "best")
-    table = board.table
-    children = len(table)
-    finished_ids = {record.run_id for record in records if record.status == "FINISHED"}
-    finished = table[table["run_id"].isin(finished_ids)]
-    client.log_metric(parent_run_id, "children", children)
-    client.log_metric(parent_run_id, "children_failed", children - len(finished))
-    if not finished.empty:
-        best = finished.iloc[0]
-        for key in SUMMARY_METRICS:
-            value = float(best[key])  # rate/loss columns: NaN when missing, never NA
-            if not math.isnan(value):
-                client.log_metric(parent_run_id, f"best_{key}", value)
-        client.set_tag(parent_run_id, "best_child_run_id", str(best["run_id"]))
-        client.set_tag(parent_run_id, "best_child_name", str(best["model"]))
-    with tempfile.TemporaryDirectory() as tmp:
-        export(board, Path(tmp) / "sweep_leaderboard.csv")
-        if not finished.empty:
-            plots.sweep_grid(
-                [float(v) if v != "" else math.nan for v in finished["model.dropout"]],
-                [float(v) if v != "" else math.nan for v in finished["optimizer.lr"]],
-                [float(v) for v in finished["val_auc"]],
-                "val_auc",
-                Path(tmp) / "val_auc_by_dropout_lr.png",
-            )
-        client.log_artifacts(parent_run_id, tmp)
-    print(terminal_table(board))
-    print(
-        f"sweep {parent_run_id}: {children} runs, {children - len(finished)} failed; "
-        f"`deepfake-detect leaderboard --sweep {parent_run_id}` exports it"
-    )

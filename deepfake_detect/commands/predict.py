@@ -41,11 +41,11 @@ def run(args: argparse.Namespace) -> int:
     """Score every image; rows: path, probability of the positive class, label."""
     from mlflow.tracking import MlflowClient
 
-    from deepfake_detect.atomic_write import OutputError, write_atomically
+    from deepfake_detect.config.output_files import OutputError, write_atomically
     from deepfake_detect.data.layout import DataError
     from deepfake_detect.inference import image_inputs, model_source
-    from deepfake_detect.registry.versions import RegistryError
-    from deepfake_detect.tracking import resolve_tracking_uri
+    from deepfake_detect.tracking.registered_models import RegistryError
+    from deepfake_detect.tracking.store import resolve_tracking_uri
 
     try:
         client = MlflowClient(tracking_uri=resolve_tracking_uri(args.tracking_uri))

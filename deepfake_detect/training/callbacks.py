@@ -10,7 +10,7 @@ import numpy as np
 from mlflow.entities import Metric
 from mlflow.tracking import MlflowClient
 
-from deepfake_detect.metric_names import LR_KEY, SPLIT_METRICS
+from deepfake_detect.tracking.vocabulary import LR_KEY, SPLIT_METRICS
 
 
 def epoch_metrics(logs: dict[str, float]) -> dict[str, float]:

@@ -18,22 +18,22 @@ from mlflow.entities import Metric, Param
 from mlflow.tracking import MlflowClient
 from omegaconf import DictConfig, OmegaConf
 
-from deepfake_detect import plots
-from deepfake_detect.callbacks import MlflowEpochLogger, NonFiniteLossGuard
 from deepfake_detect.data.pipeline import make_dataset
 from deepfake_detect.data.prepare import PreparedData
-from deepfake_detect.evaluation import binary_metrics, youden_threshold
-from deepfake_detect.hardware import (
+from deepfake_detect.metrics import plots
+from deepfake_detect.metrics.binary import binary_metrics, youden_threshold
+from deepfake_detect.tracking.model_logging import log_keras_model
+from deepfake_detect.tracking.registered_models import version_tags
+from deepfake_detect.tracking.vocabulary import THRESHOLD_METRIC
+from deepfake_detect.training.callbacks import MlflowEpochLogger, NonFiniteLossGuard
+from deepfake_detect.training.hardware import (
     detect_accelerators,
     global_batch_size,
     make_strategy,
     select_jit_compile,
     select_precision,
 )
-from deepfake_detect.inference.model_source import THRESHOLD_METRIC
-from deepfake_detect.model_logging import log_keras_model
-from deepfake_detect.models.metrics import tracked_metrics
-from deepfake_detect.registry.versions import version_tags
+from deepfake_detect.training.keras_metrics import tracked_metrics
 
 log = logging.getLogger(__name__)
 

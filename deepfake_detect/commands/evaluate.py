@@ -32,14 +32,14 @@ def run(args: argparse.Namespace) -> int:
     from mlflow.exceptions import MlflowException
     from mlflow.tracking import MlflowClient
 
-    from deepfake_detect import plots
     from deepfake_detect.data.decode_cache import decode_split
     from deepfake_detect.data.layout import DataError, require_root, scan_split
-    from deepfake_detect.evaluation import binary_metrics
     from deepfake_detect.inference import model_source
-    from deepfake_detect.registry.versions import RegistryError
-    from deepfake_detect.run_types import EVALUATION, RUN_TYPE_TAG
-    from deepfake_detect.tracking import ensure_experiment, resolve_tracking_uri
+    from deepfake_detect.metrics import plots
+    from deepfake_detect.metrics.binary import binary_metrics
+    from deepfake_detect.tracking.registered_models import RegistryError
+    from deepfake_detect.tracking.store import ensure_experiment, resolve_tracking_uri
+    from deepfake_detect.tracking.vocabulary import EVALUATION, RUN_TYPE_TAG
 
     uri = resolve_tracking_uri(args.tracking_uri)
     try:

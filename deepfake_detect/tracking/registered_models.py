@@ -6,7 +6,7 @@ from mlflow.entities.model_registry import ModelVersion
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
-from deepfake_detect.run_types import MODEL_ARTIFACT
+from deepfake_detect.tracking.vocabulary import MODEL_ARTIFACT
 
 VERSION_METRICS: tuple[str, ...] = ("val_auc", "val_acc", "test_auc")
 

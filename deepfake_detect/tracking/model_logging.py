@@ -10,7 +10,7 @@ import numpy as np
 from mlflow.models import ModelSignature
 from mlflow.types.schema import Schema, TensorSpec
 
-from deepfake_detect.run_types import MODEL_ARTIFACT
+from deepfake_detect.tracking.vocabulary import MODEL_ARTIFACT
 
 
 def pinned_requirements() -> list[str]:

@@ -6,7 +6,7 @@ import argparse
 import sys
 from dataclasses import dataclass
 
-from deepfake_detect.cli_options import add_run_selection
+from deepfake_detect.commands.options import add_run_selection
 
 PREVIOUS_ALIAS = "previous"
 
@@ -34,7 +34,7 @@ class Candidate:
 
 def best_candidate(args: argparse.Namespace) -> Candidate | None:
     """The top FINISHED run of the leaderboard (same ranking), or None."""
-    from deepfake_detect.leaderboard.command import collect
+    from deepfake_detect.commands.leaderboard import collect
 
     board = collect(args.tracking_uri, args.experiment, args.sweep, False, args.metric, "best")
     if board.table.empty:
@@ -50,8 +50,8 @@ def run(args: argparse.Namespace) -> int:
 
     from deepfake_detect.leaderboard.records import StoreError
     from deepfake_detect.registry import versions
-    from deepfake_detect.registry.versions import RegistryError
-    from deepfake_detect.tracking import resolve_tracking_uri
+    from deepfake_detect.tracking.registered_models import RegistryError
+    from deepfake_detect.tracking.store import resolve_tracking_uri
 
     try:
         candidate = best_candidate(args)

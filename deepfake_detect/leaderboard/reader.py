@@ -1,4 +1,5 @@
-"""Read a tracking store's training runs: SQL for database stores, the API for servers."""
+"""Read a tracking store's training runs (SQL for database stores, the API for servers) and
+build the leaderboard from them."""
 
 from __future__ import annotations
 
@@ -6,7 +7,9 @@ from collections.abc import Sequence
 from urllib.parse import urlparse
 
 from deepfake_detect.leaderboard.records import RunRecord, StoreError
-from deepfake_detect.tracking import sqlite_path
+from deepfake_detect.leaderboard.table import Leaderboard, build_leaderboard, validate_metric
+from deepfake_detect.tracking.store import resolve_tracking_uri, sqlite_path
+from deepfake_detect.tracking.vocabulary import EPOCH_KEYS, TEST_KEYS
 
 DB_SCHEMES = ("sqlite", "postgresql", "mysql", "mssql")
 
@@ -32,3 +35,23 @@ def read_store(
     from deepfake_detect.leaderboard.api_reader import read_runs_api
 
     return read_runs_api(uri, experiments, sweep, include_failed, keys)
+
+
+def collect(
+    tracking_uri: str | None,
+    experiments: list[str],
+    sweep: str | None,
+    include_failed: bool,
+    metric: str,
+    select: str,
+) -> Leaderboard:
+    """Read the store and build the table (raises StoreError/ValueError on bad input)."""
+    validate_metric(metric)
+    records = read_store(
+        resolve_tracking_uri(tracking_uri),
+        experiments,
+        sweep,
+        include_failed,
+        [*EPOCH_KEYS, *TEST_KEYS],
+    )
+    return build_leaderboard(records, metric, select)

@@ -10,10 +10,9 @@ import mlflow
 from mlflow.entities import Run
 from mlflow.tracking import MlflowClient
 
-from deepfake_detect.run_types import ERROR_TAG
+from deepfake_detect.tracking.vocabulary import ERROR_TAG, TAG_VALUE_LIMIT
 
 log = logging.getLogger(__name__)
-MAX_TAG_LENGTH = 5000
 
 
 @contextmanager
@@ -40,7 +39,7 @@ def tracked_run(
         log.warning("run %s interrupted: marked KILLED", run_id)
         raise
     except BaseException as error:
-        message = f"{type(error).__name__}: {error}"[:MAX_TAG_LENGTH]
+        message = f"{type(error).__name__}: {error}"[:TAG_VALUE_LIMIT]
         try:
             client.set_tag(run_id, ERROR_TAG, message)
         finally:

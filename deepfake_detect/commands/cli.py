@@ -12,21 +12,21 @@ import sys
 from collections.abc import Sequence
 
 COMMANDS: dict[str, tuple[str, str]] = {
-    "synth": ("deepfake_detect.synth_command", "write the synthetic Real/Fake dataset"),
+    "synth": ("deepfake_detect.commands.synth", "write the synthetic Real/Fake dataset"),
     "leaderboard": (
-        "deepfake_detect.leaderboard.command",
+        "deepfake_detect.commands.leaderboard",
         "export MLflow runs to the model_eval.csv table",
     ),
     "promote": (
-        "deepfake_detect.registry.promote_command",
+        "deepfake_detect.commands.promote",
         "point a registry alias (champion) at the best run's model",
     ),
     "evaluate": (
-        "deepfake_detect.inference.evaluate_command",
+        "deepfake_detect.commands.evaluate",
         "evaluate a logged/registered model on a data split and log the result",
     ),
     "predict": (
-        "deepfake_detect.inference.predict_command",
+        "deepfake_detect.commands.predict",
         "score images or folders with a logged/registered model",
     ),
 }

@@ -1,9 +1,23 @@
-"""The metric vocabulary shared by the trainer, the leaderboard and evaluation.
+"""The names and limits every writer and reader of runs agrees on: tags, metrics, sizes.
 
 Keras metric names are set explicitly (`name=`) so Keras never suffixes them (`auc_1`).
 """
 
 from __future__ import annotations
+
+# tags: what kind of run, its parent, why it failed
+RUN_TYPE_TAG = "run_type"
+TRAINING = "training"
+SWEEP = "sweep"
+EVALUATION = "evaluation"
+PARENT_TAG = "mlflow.parentRunId"
+ERROR_TAG = "error"  # the message of the exception that failed a run
+MODEL_ARTIFACT = "model"  # name of the logged Keras model in every training run
+THRESHOLD_METRIC = "val_youden_threshold"  # decision threshold logged with each training run
+
+# MLflow's size limits (params 6000 characters, tags 8000; we keep tags to 5000)
+PARAM_VALUE_LIMIT = 6000
+TAG_VALUE_LIMIT = 5000
 
 # Per-split metrics in the seed notebook's column order.
 SPLIT_METRICS: tuple[str, ...] = (

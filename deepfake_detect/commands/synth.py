@@ -19,7 +19,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Generate the dataset and say where it is."""
-    from deepfake_detect.synth import generate_dataset
+    from deepfake_detect.data.synthetic import generate_dataset
 
     start = time.perf_counter()
     counts = {"Train": args.train, "Validation": args.val, "Test": args.test}

@@ -5,15 +5,11 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING
 
-from deepfake_detect.cli_options import add_run_selection
-from deepfake_detect.paths import RESULTS_DIR
+from deepfake_detect.commands.options import add_run_selection
+from deepfake_detect.config.paths import RESULTS_DIR
 
 MAX_WARNINGS = 20  # consistency warnings printed (all rows are still checked)
-
-if TYPE_CHECKING:
-    from deepfake_detect.leaderboard.table import Leaderboard
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -39,35 +35,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-chart", action="store_true", help="skip the PNG bar chart")
 
 
-def collect(
-    tracking_uri: str | None,
-    experiments: list[str],
-    sweep: str | None,
-    include_failed: bool,
-    metric: str,
-    select: str,
-) -> Leaderboard:
-    """Read the store and build the table (raises StoreError/ValueError on bad input)."""
-    from deepfake_detect.leaderboard.store_reader import read_store
-    from deepfake_detect.leaderboard.table import build_leaderboard, validate_metric
-    from deepfake_detect.metric_names import EPOCH_KEYS, TEST_KEYS
-    from deepfake_detect.tracking import resolve_tracking_uri
-
-    validate_metric(metric)
-    records = read_store(
-        resolve_tracking_uri(tracking_uri),
-        experiments,
-        sweep,
-        include_failed,
-        [*EPOCH_KEYS, *TEST_KEYS],
-    )
-    return build_leaderboard(records, metric, select)
-
-
 def run(args: argparse.Namespace) -> int:
     """Export and report; exit status 0 on success, 2 on bad input or unwritable output."""
-    from deepfake_detect.atomic_write import OutputError
+    from deepfake_detect.config.output_files import OutputError
     from deepfake_detect.leaderboard.export import export, terminal_table
+    from deepfake_detect.leaderboard.reader import collect
     from deepfake_detect.leaderboard.records import StoreError
 
     try:

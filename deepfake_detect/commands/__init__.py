@@ -1,0 +1,1 @@
+"""Thin argparse adapters of ``deepfake-detect``; the work is done in the feature packages."""

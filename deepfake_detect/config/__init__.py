@@ -1,0 +1,1 @@
+"""Foundation: where the project lives, config resolvers, run naming, safe output files."""

@@ -1,0 +1,35 @@
+"""The one image loader: any readable image file -> uint8 RGB ``size x size`` (training,
+the decoded cache, ``predict`` and ``evaluate`` all decode through here)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+# what a corrupt, truncated, unreadable or absurdly large file raises while decoding
+DECODE_ERRORS: tuple[type[BaseException], ...] = (
+    OSError,
+    SyntaxError,
+    ValueError,
+    Image.DecompressionBombError,
+)
+
+
+def load_image(path: Path, size: int) -> np.ndarray:
+    """Decode any image (grayscale, RGBA, palette, any size) to uint8 RGB ``size x size``."""
+    with Image.open(path) as image:
+        image.load()
+        rgb = image.convert("RGB")
+    if rgb.size != (size, size):
+        rgb = rgb.resize((size, size), Image.BILINEAR)
+    return np.asarray(rgb, dtype=np.uint8)
+
+
+def try_load_image(path: Path, size: int) -> np.ndarray | str:
+    """The decoded image, or the error text when the file cannot be decoded."""
+    try:
+        return load_image(path, size)
+    except DECODE_ERRORS as error:
+        return f"{type(error).__name__}: {error}"

@@ -1,0 +1,1 @@
+"""Scores from probabilities (exact AUC, Youden threshold, counts) and the plots of them."""
