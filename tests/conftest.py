@@ -1,4 +1,4 @@
-"""Shared fixtures: tiny synthetic data, temp SQLite stores, composed real configs."""
+"""Shared fixtures: tiny synthetic data, temp SQLite stores, composed real configs, CLI runs."""
 
 from __future__ import annotations
 
@@ -50,7 +50,7 @@ def tiny_overrides(data_root: Path, uri: str, cache_dir: Path) -> list[str]:
 
 @pytest.fixture
 def compose_cfg() -> Callable[[Sequence[str]], DictConfig]:
-    """Compose the real ``conf/train.yaml`` with overrides."""
+    """Compose the real packaged ``conf/train.yaml`` with overrides."""
 
     def _compose(overrides: Sequence[str]) -> DictConfig:
         with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
@@ -69,16 +69,30 @@ def tiny_cfg(compose_cfg, tiny_data: Path, store_uri: str, tmp_path: Path):
     return _cfg
 
 
+def clean_env(extra: dict | None = None) -> dict[str, str]:
+    """The environment of a user's fresh shell: no ``MLFLOW_*`` variables, quiet TensorFlow,
+    the project root importable (for ``tests.helpers`` callbacks)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
+    env.pop("DEEPFAKE_DETECT_HOME", None)
+    env["TF_CPP_MIN_LOG_LEVEL"] = "3"
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(PROJECT_ROOT), env.get("PYTHONPATH")]))
+    return {**env, **(extra or {})}
+
+
 def run_cli(
     args: Sequence[str], cwd: Path = PROJECT_ROOT, env: dict | None = None, timeout: int = 600
 ) -> subprocess.CompletedProcess:
-    """Run a Python module/CLI of this project in a subprocess."""
-    full_env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", **(env or {})}
+    """Run a Python module/CLI of this project in a subprocess with a clean environment."""
     return subprocess.run(
         [sys.executable, *args],
         cwd=cwd,
-        env=full_env,
+        env=clean_env(env),
         capture_output=True,
         text=True,
         timeout=timeout,
     )
+
+
+def detect(args: Sequence[str], cwd: Path, env: dict | None = None) -> subprocess.CompletedProcess:
+    """``deepfake-detect ARGS`` in a subprocess (cwd outside the project in loading tests)."""
+    return run_cli(["-m", "deepfake_detect.commands.cli", *args], cwd=cwd, env=env)

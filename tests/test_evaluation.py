@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from deepfake_detect.metrics.binary import binary_metrics, roc_auc, youden_threshold
+from deepfake_detect.metrics.binary import binary_metrics, roc_auc, roc_curve, youden_threshold
 
 
 def pairwise_auc(y: np.ndarray, p: np.ndarray) -> float:
@@ -21,11 +21,42 @@ def test_auc_matches_pair_counting_with_ties():
     assert roc_auc(y, p) == pytest.approx(pairwise_auc(y, p), abs=1e-12)
 
 
-def test_youden_threshold_separates_perfectly_separable_scores():
-    y = np.array([0, 0, 0, 1, 1])
-    p = np.array([0.1, 0.2, 0.3, 0.7, 0.9])
-    assert youden_threshold(y, p) == 0.7
-    assert binary_metrics(y, p, threshold=0.65)["acc"] == 1.0
+@pytest.mark.parametrize(
+    ("y", "p"),
+    [
+        ([0, 1], [0.2, 0.8]),
+        ([0, 0, 0, 1, 1], [0.1, 0.2, 0.3, 0.7, 0.9]),
+        ([0, 1, 1], [0.4, 0.4, 0.9]),
+    ],
+)
+def test_youden_threshold_applied_with_the_same_rule_reaches_its_j(y, p):
+    """The returned threshold, applied as ``prob > t``, achieves the best J on the ROC."""
+    y, p = np.array(y), np.array(p)
+    threshold = youden_threshold(y, p)
+    fpr, tpr, _ = roc_curve(y, p)
+    metrics = binary_metrics(y, p, threshold=threshold)
+    recall = metrics["tp"] / (metrics["tp"] + metrics["fn"])
+    fall_out = metrics["fp"] / (metrics["fp"] + metrics["tn"])
+    assert recall - fall_out == pytest.approx(float(np.max(tpr - fpr)))
+
+
+def test_youden_threshold_on_a_perfect_model_gives_recall_one():
+    threshold = youden_threshold(np.array([0, 1]), np.array([0.2, 0.8]))
+    assert 0.2 <= threshold < 0.8
+    metrics = binary_metrics(np.array([0, 1]), np.array([0.2, 0.8]), threshold=threshold)
+    assert metrics["recall"] == 1.0 and metrics["acc"] == 1.0
+
+
+def test_youden_threshold_random_scores_match_the_best_cut():
+    rng = np.random.default_rng(3)
+    y = rng.integers(0, 2, 400)
+    p = np.round(rng.random(400) * 0.6 + 0.3 * y, 3)
+    threshold = youden_threshold(y, p)
+    fpr, tpr, _ = roc_curve(y, p)
+    m = binary_metrics(y, p, threshold=threshold)
+    assert m["tp"] / (m["tp"] + m["fn"]) - m["fp"] / (m["fp"] + m["tn"]) == pytest.approx(
+        float(np.max(tpr - fpr))
+    )
 
 
 def test_counts_rates_and_loss():

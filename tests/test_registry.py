@@ -1,51 +1,84 @@
-"""Registry workflow on real tiny trained models: register, promote, evaluate, predict."""
+"""Registry workflow on real tiny trained models, every command in a fresh subprocess with no
+``MLFLOW_*`` variables and a working directory outside the project."""
 
 from __future__ import annotations
 
 import shutil
+from dataclasses import dataclass
 from pathlib import Path
 
 import mlflow
 import numpy as np
+import pandas as pd
 import pytest
+from mlflow.entities import Metric
 from mlflow.tracking import MlflowClient
 from PIL import Image
 
-from deepfake_detect.commands.cli import main
-from deepfake_detect.data.decode_cache import load_image
-from deepfake_detect.training.main import run_training
-from tests.conftest import TINY_SIZE, run_cli, tiny_overrides
+from deepfake_detect.data.images import load_image
+from deepfake_detect.tracking.vocabulary import RUN_TYPE_TAG, TRAINING
+from tests.conftest import TINY_SIZE, detect, run_cli, tiny_overrides
+from tests.helpers import read_predictions
 
+pytestmark = pytest.mark.training
 NAME = "deepfake-detector"
 
 
+@dataclass(frozen=True)
+class Store:
+    home: Path
+    uri: str
+    client: MlflowClient
+    runs: dict[str, str]  # experiment -> run id
+
+
 @pytest.fixture(scope="module")
-def registry_store(tmp_path_factory, tiny_data):
-    """Two trained runs (registered as v1, v2) in one store, shared by this module."""
-    from hydra import compose, initialize_config_dir
+def store(tmp_path_factory, tiny_data) -> Store:
+    """Two trained, registered runs (v1 in deepfake_detect, v2 in side) in a project home."""
+    home = tmp_path_factory.mktemp("registry_home")
+    uri = f"sqlite:///{home / 'mlruns' / 'mlflow.db'}"
+    for lr, experiment in (("0.01", "deepfake_detect"), ("0.0001", "side")):
+        result = run_cli(
+            [
+                "-m",
+                "deepfake_detect.train",
+                *tiny_overrides(tiny_data, uri, home / "cache"),
+                f"optimizer.lr={lr}",
+                f"tracking.experiment={experiment}",
+                "trainer.precision=float32",  # bf16 ties every score of a barely trained model
+                "trainer.epochs=3",
+            ],
+            cwd=home,
+        )
+        assert result.returncode == 0, result.stderr[-3000:]
+    client = MlflowClient(tracking_uri=uri)
+    runs = {
+        name: client.search_runs([client.get_experiment_by_name(name).experiment_id])[0].info.run_id
+        for name in ("deepfake_detect", "side")
+    }
+    return Store(home, uri, client, runs)
 
-    from tests.conftest import CONF_DIR
 
-    folder = tmp_path_factory.mktemp("registry")
-    uri = f"sqlite:///{folder / 'mlflow.db'}"
-    for lr in ("0.01", "0.0001"):
-        with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-            cfg = compose(
-                "train",
-                tiny_overrides(tiny_data, uri, folder / "cache")
-                + [f"optimizer.lr={lr}", "trainer.epochs=1"],
-            )
-        run_training(cfg)
-    return uri, MlflowClient(tracking_uri=uri)
+def promote(store: Store, cwd: Path, *extra: str):
+    return detect(["promote", "--tracking-uri", store.uri, *extra], cwd)
 
 
-def promote(uri: str, *extra: str) -> int:
-    return main(["promote", "--tracking-uri", uri, *extra])
+def champion(store: Store, alias: str = "champion") -> str:
+    return store.client.get_model_version_by_alias(NAME, alias).run_id
 
 
-def test_training_registers_versions_with_tags(registry_store):
-    _, client = registry_store
-    versions = sorted(client.search_model_versions(f"name='{NAME}'"), key=lambda v: v.version)
+def ranking(store: Store, cwd: Path) -> list[str]:
+    out = cwd / "rank.csv"
+    assert (
+        detect(["leaderboard", "--tracking-uri", store.uri, "--out", str(out)], cwd).returncode == 0
+    )
+    return list(pd.read_csv(out)["run_id"])
+
+
+def test_training_registers_versions_with_best_epoch_tags(store):
+    versions = sorted(
+        store.client.search_model_versions(f"name='{NAME}'"), key=lambda v: int(v.version)
+    )
     assert [int(v.version) for v in versions] == [1, 2]
     for version in versions:
         assert version.tags["run_id"] == version.run_id
@@ -54,104 +87,114 @@ def test_training_registers_versions_with_tags(registry_store):
             "val_auc",
             "val_acc",
             "test_auc",
-            "dataset_fingerprint",
-            "git_commit",
+            "best_epoch",
+            "image_size",
         } <= set(version.tags)
 
 
-def best_run_id(client: MlflowClient) -> str:
-    runs = client.search_runs([client.get_experiment_by_name("deepfake_detect").experiment_id])
-    return max(
-        runs,
-        key=lambda r: max(m.value for m in client.get_metric_history(r.info.run_id, "val_auc")),
+def test_promote_moves_only_to_a_better_comparable_run(store, tmp_path):
+    best, worse = ranking(store, tmp_path)
+    worse_experiment = next(name for name, run in store.runs.items() if run == worse)
+    result = promote(store, tmp_path, "--dry-run")
+    assert result.returncode == 0 and "[dry run] would move" in result.stdout
+    assert store.client.get_registered_model(NAME).aliases == {}
+
+    result = promote(store, tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert champion(store) == best and "moved" in result.stdout
+
+    assert "no change" in promote(store, tmp_path).stdout
+
+    result = promote(store, tmp_path, "--experiment", worse_experiment)
+    assert result.returncode == 0 and "stays" in result.stdout
+    assert champion(store) == best  # a worse candidate never takes the alias
+
+    result = promote(store, tmp_path, "--experiment", worse_experiment, "--force")
+    assert result.returncode == 0 and champion(store) == worse
+    assert champion(store, "previous") == best
+
+    result = promote(store, tmp_path)
+    assert champion(store) == best and champion(store, "previous") == worse
+
+
+def test_promote_ignores_runs_on_other_data_and_finds_models_past_the_first_page(store, tmp_path):
+    client = store.client
+    if "champion" not in client.get_registered_model(NAME).aliases:
+        assert promote(store, tmp_path).returncode == 0
+    holder = champion(store)
+    experiment = client.get_experiment_by_name("deepfake_detect").experiment_id
+    other = client.create_run(
+        experiment,
+        run_name="other-data",
+        tags={RUN_TYPE_TAG: TRAINING, "dataset": "elsewhere", "dataset_fingerprint": "f" * 16},
     ).info.run_id
+    client.log_batch(other, metrics=[Metric(k, 0.9999, 0, 0) for k in ("val_auc", "train_loss")])
+    client.set_terminated(other, "FINISHED")
+    for index in range(101):  # the champion's model is beyond the first search page
+        client.create_registered_model(f"a-{index:03d}")
+    versions_before = len(client.search_model_versions(f"name='{NAME}'"))
+
+    result = promote(store, tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "no change" in result.stdout and champion(store) == holder
+    assert len(client.search_model_versions(f"name='{NAME}'")) == versions_before
+
+    result = promote(store, tmp_path, "--dataset", "elsewhere")
+    assert result.returncode == 2 and "logged no model" in result.stderr
+    assert champion(store) == holder and "Traceback" not in result.stderr
+    client.delete_run(other)
 
 
-def test_promote_dry_run_then_real_then_previous(registry_store, capsys):
-    uri, client = registry_store
-    assert promote(uri, "--dry-run") == 0
-    assert "[dry run] would move" in capsys.readouterr().out
-    assert client.get_registered_model(NAME).aliases == {}
-
-    assert promote(uri) == 0
-    champion = client.get_model_version_by_alias(NAME, "champion")
-    assert champion.run_id == best_run_id(client)
-    assert "-> v" in capsys.readouterr().out
-
-    assert promote(uri) == 0  # same best: nothing moves
-    assert "no change" in capsys.readouterr().out
-
-    other = next(
-        v for v in client.search_model_versions(f"name='{NAME}'") if v.version != champion.version
-    )
-    client.set_registered_model_alias(NAME, "champion", other.version)
-    assert promote(uri) == 0
-    out = capsys.readouterr().out
-    assert f"v{other.version}" in out and "val_auc" in out
-    assert client.get_model_version_by_alias(NAME, "champion").version == champion.version
-    assert client.get_model_version_by_alias(NAME, "previous").version == other.version
+@pytest.mark.parametrize(
+    ("alias", "says"), [("bad alias!", "not valid"), ("latest", "reserved"), ("v3", "reserved")]
+)
+def test_promote_rejects_bad_aliases_in_one_line(store, tmp_path, alias, says):
+    result = promote(store, tmp_path, "--alias", alias)
+    assert result.returncode == 2
+    assert says in result.stderr and len(result.stderr.strip().splitlines()) == 1
 
 
-def test_promote_registers_an_unregistered_best_run(registry_store, capsys):
-    uri, client = registry_store
-    assert promote(uri, "--model-name", "fresh-detector", "--alias", "prod") == 0
-    version = client.get_model_version_by_alias("fresh-detector", "prod")
-    assert version.run_id == best_run_id(client)
-    assert version.tags["run_id"] == version.run_id
-    assert "registered run" in capsys.readouterr().out
-
-
-def test_promote_without_finished_runs_changes_nothing(store_uri, capsys):
+def test_promote_without_finished_runs_changes_nothing(store_uri, tmp_path):
     MlflowClient(tracking_uri=store_uri).create_experiment("deepfake_detect")
-    assert promote(store_uri, "--experiment", "deepfake_detect") == 1
-    assert "no FINISHED runs" in capsys.readouterr().err
+    result = detect(
+        ["promote", "--tracking-uri", store_uri, "--experiment", "deepfake_detect"], tmp_path
+    )
+    assert result.returncode == 1 and "no FINISHED runs" in result.stderr
     assert MlflowClient(tracking_uri=store_uri).search_registered_models() == []
 
 
-def test_promote_does_not_import_tensorflow(registry_store):
-    uri, _ = registry_store
+def test_promote_does_not_import_tensorflow(store, tmp_path):
     code = (
         "import sys; from deepfake_detect.commands.cli import main; "
-        f"assert main(['promote', '--tracking-uri', {uri!r}, '--dry-run']) == 0; "
+        f"assert main(['promote', '--tracking-uri', {store.uri!r}, '--dry-run']) == 0; "
         "assert 'tensorflow' not in sys.modules"
     )
-    result = run_cli(["-c", code])
+    result = run_cli(["-c", code], cwd=tmp_path)
     assert result.returncode == 0, result.stderr
 
 
-def test_evaluate_logs_a_linked_run(registry_store, tiny_data, capsys):
-    uri, client = registry_store
-    assert (
-        main(
-            [
-                "evaluate",
-                f"models:/{NAME}/1",
-                "--tracking-uri",
-                uri,
-                "--data",
-                str(tiny_data),
-                "--split",
-                "Test",
-            ]
-        )
-        == 0
+def test_evaluate_logs_a_linked_run_at_both_thresholds(store, tiny_data, tmp_path):
+    result = detect(
+        ["evaluate", f"models:/{NAME}/1", "--tracking-uri", store.uri, "--data", str(tiny_data)],
+        tmp_path,
     )
-    out = capsys.readouterr().out
-    assert "test_auc" in out
+    assert result.returncode == 0, result.stderr
+    assert "test_auc" in result.stdout and "at 0.5" in result.stdout
+    client = store.client
     experiment = client.get_experiment_by_name("deepfake_detect-evaluation")
     (run,) = client.search_runs([experiment.experiment_id])
-    assert {
-        f"test_{k}" for k in ("loss", "acc", "precision", "recall", "auc", "fn", "fp", "tn", "tp")
-    } <= set(run.data.metrics)
-    assert sum(run.data.metrics[f"test_{k}"] for k in ("tp", "fp", "tn", "fn")) == 16
+    assert run.info.status == "FINISHED"
+    metrics = run.data.metrics
+    assert sum(metrics[f"test_{k}"] for k in ("tp", "fp", "tn", "fn")) == 16
+    assert sum(metrics[f"test_{k}_at_threshold"] for k in ("tp", "fp", "tn", "fn")) == 16
     assert run.data.tags["registered_model_version"] == "1"
     plots = {f.path for f in client.list_artifacts(run.info.run_id, "plots")}
     assert {"plots/roc_test.png", "plots/pr_test.png", "plots/confusion_matrix_test.png"} <= plots
     assert client.get_model_version(NAME, "1").tags["evaluation.last_run_id"] == run.info.run_id
+    assert not (tmp_path / "mlflow.db").exists()
 
 
-def test_predict_folder_matches_model_predict(registry_store, tiny_data, tmp_path):
-    uri, client = registry_store
+def test_predict_folder_matches_model_predict(store, tiny_data, tmp_path):
     folder = tmp_path / "images"
     folder.mkdir()
     jpg = folder / "a.jpg"
@@ -162,68 +205,88 @@ def test_predict_folder_matches_model_predict(registry_store, tiny_data, tmp_pat
     (folder / "readme.txt").write_text("not an image")
     (folder / "broken.jpg").write_bytes(b"garbage")
     out = tmp_path / "pred.csv"
-    assert (
-        main(
-            [
-                "predict",
-                f"models:/{NAME}/1",
-                str(folder),
-                "--out",
-                str(out),
-                "--tracking-uri",
-                uri,
-                "--threshold",
-                "0.5",
-            ]
-        )
-        == 0
+    result = detect(
+        [
+            "predict",
+            f"models:/{NAME}/1",
+            str(folder),
+            "--out",
+            str(out),
+            "--tracking-uri",
+            store.uri,
+            "--threshold",
+            "0.5",
+        ],
+        tmp_path,
     )
-    lines = out.read_text().splitlines()
-    assert lines[0] == "path,prob_fake,label"
-    rows = {Path(line.split(",")[0]).name: line.split(",") for line in lines[1:]}
-    assert set(rows) == {"a.jpg", "b.PNG"}
-    mlflow.set_tracking_uri(uri)
+    assert result.returncode == 0, result.stderr
+    assert out.read_text().splitlines()[0] == "path,prob_fake,label"
+    scores = {Path(path).name: prob for path, prob in read_predictions(out.read_text()).items()}
+    assert set(scores) == {"a.jpg", "b.PNG"}
+    mlflow.set_tracking_uri(store.uri)
     model = mlflow.keras.load_model(f"models:/{NAME}/1")
-    expected = model.predict(
-        np.stack([load_image(p, TINY_SIZE) for p in (jpg, png)]).astype(np.float32), verbose=0
-    ).ravel()
+    images = np.stack([load_image(p, TINY_SIZE) for p in (jpg, png)]).astype(np.float32)
+    expected = model.predict(images, verbose=0).ravel()
     for name, prob in zip(("a.jpg", "b.PNG"), expected, strict=True):
-        assert float(rows[name][1]) == pytest.approx(float(prob), abs=1e-5)
-        assert rows[name][2] == ("Fake" if prob > 0.5 else "Real")
+        assert scores[name] == pytest.approx(float(prob), abs=1e-5)
 
 
-def test_predict_named_non_image_is_an_error(registry_store, tmp_path, capsys):
-    uri, _ = registry_store
+def test_readme_predict_line_uses_the_project_store_from_anywhere(store, tiny_data, tmp_path):
+    """``deepfake-detect predict models:/deepfake-detector@champion FOLDER`` with no URI flag."""
+    if "champion" not in store.client.get_registered_model(NAME).aliases:
+        store.client.set_registered_model_alias(NAME, "champion", "1")
+    folder = tiny_data / "Test" / "Fake"
+    result = detect(
+        ["predict", f"models:/{NAME}@champion", str(folder)],
+        tmp_path,
+        env={"DEEPFAKE_DETECT_HOME": str(store.home)},
+    )
+    assert result.returncode == 0, result.stderr
+    assert len(result.stdout.splitlines()) == 1 + 8
+    run_id = store.runs["deepfake_detect"]
+    result = detect(
+        ["predict", f"runs:/{run_id}/model", str(folder), "--tracking-uri", store.uri], tmp_path
+    )
+    assert result.returncode == 0, result.stderr
+    assert not (tmp_path / "mlflow.db").exists()
+
+
+def test_user_errors_are_one_line(store, tmp_path):
     text = tmp_path / "notes.txt"
     text.write_text("x")
-    assert main(["predict", f"models:/{NAME}/1", str(text), "--tracking-uri", uri]) == 2
-    assert f"{text} is not an image" in capsys.readouterr().err
+    image = tmp_path / "x.png"
+    Image.new("RGB", (8, 8)).save(image)
+    cases = [
+        ([f"models:/{NAME}/1", str(text)], f"{text} is not an image"),
+        (["models:/nope@champion", str(image)], "registered models: "),
+        ([f"models:/{NAME}/99", str(image)], "versions 1, 2"),
+        ([f"models:/{NAME}@gold", str(image)], "no alias 'gold'"),
+        (["s3://bucket/model", str(image)], "not understood"),
+        ([f"models:/{NAME}/1", str(tmp_path / "missing")], "does not exist"),
+    ]
+    for args, says in cases:
+        result = detect(["predict", *args, "--tracking-uri", store.uri], tmp_path)
+        assert result.returncode == 2, args
+        assert says in result.stderr and len(result.stderr.strip().splitlines()) == 1, result.stderr
+    missing_store = f"sqlite:///{tmp_path / 'none' / 'mlflow.db'}"
+    result = detect(
+        ["predict", f"models:/{NAME}/1", str(image), "--tracking-uri", missing_store], tmp_path
+    )
+    assert result.returncode == 2 and "no tracking store" in result.stderr
+    assert not (tmp_path / "none").exists()
 
 
-def test_unknown_model_version_alias_list_what_exists(registry_store, tmp_path, capsys):
-    uri, _ = registry_store
-    img = tmp_path / "x.png"
-    Image.new("RGB", (8, 8)).save(img)
-    assert main(["predict", "models:/nope@champion", str(img), "--tracking-uri", uri]) == 2
-    assert f"registered models: {NAME}" in capsys.readouterr().err
-    assert main(["predict", f"models:/{NAME}/99", str(img), "--tracking-uri", uri]) == 2
-    assert "versions 1, 2" in capsys.readouterr().err
-    assert main(["predict", f"models:/{NAME}@gold", str(img), "--tracking-uri", uri]) == 2
-    assert "no alias 'gold'" in capsys.readouterr().err
-
-
-def test_load_by_alias_and_pyfunc(registry_store, tiny_data):
-    uri, client = registry_store
-    client.set_registered_model_alias(NAME, "champion", "1")
-    mlflow.set_tracking_uri(uri)
+def test_load_by_alias_and_pyfunc(store, tiny_data):
+    store.client.set_registered_model_alias(NAME, "pyfunc-check", "1")
+    mlflow.set_tracking_uri(store.uri)
     images = np.stack(
         [
             load_image(p, TINY_SIZE)
             for p in sorted((tiny_data / "Validation" / "Fake").glob("*.jpg"))[:3]
         ]
     ).astype(np.float32)
-    keras_prob = mlflow.keras.load_model(f"models:/{NAME}@champion").predict(images, verbose=0)
-    pyfunc_prob = mlflow.pyfunc.load_model(f"models:/{NAME}@champion").predict(images)
+    keras_prob = mlflow.keras.load_model(f"models:/{NAME}@pyfunc-check").predict(images, verbose=0)
+    pyfunc_prob = mlflow.pyfunc.load_model(f"models:/{NAME}@pyfunc-check").predict(images)
     np.testing.assert_allclose(
         np.asarray(pyfunc_prob).reshape(-1), keras_prob.reshape(-1), atol=1e-6
     )

@@ -15,3 +15,6 @@ def add_run_selection(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--sweep", help="only the children of this sweep's parent run id")
     parser.add_argument("--metric", default="val_auc", help="ranking metric (default val_auc)")
+
+
+MODEL_URI_HELP = "models:/NAME@ALIAS, models:/NAME/VERSION or runs:/RUN_ID/model"

@@ -8,24 +8,24 @@ import io
 import sys
 from pathlib import Path
 
+from deepfake_detect.commands.options import MODEL_URI_HELP
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of the predict command."""
-    parser.add_argument(
-        "model_uri", help="models:/NAME@ALIAS, models:/NAME/VERSION or runs:/RUN_ID/model"
-    )
+    parser.add_argument("model_uri", help=MODEL_URI_HELP)
     parser.add_argument("paths", nargs="+", help="image files or folders (searched recursively)")
     parser.add_argument("--out", type=Path, help="write CSV here instead of stdout")
     parser.add_argument(
         "--threshold",
         type=float,
-        help="decision threshold (default: the run's validation Youden threshold, else 0.5)",
+        help="decision threshold (default: the model's validation Youden threshold)",
     )
     parser.add_argument("--batch-size", type=int, default=64)
 
 
 def progress(done: int, total: int) -> None:
-    """A one-line progress bar on stderr."""
+    """A one-line progress bar on stderr (only for more than one batch)."""
     width = 30
     filled = int(width * done / max(total, 1))
     end = "\n" if done >= total else ""
@@ -39,50 +39,40 @@ def progress(done: int, total: int) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Score every image; rows: path, probability of the positive class, label."""
-    from mlflow.tracking import MlflowClient
+    from mlflow.exceptions import MlflowException
 
     from deepfake_detect.config.output_files import OutputError, write_atomically
     from deepfake_detect.data.layout import DataError
-    from deepfake_detect.inference import image_inputs, model_source
+    from deepfake_detect.inference.image_inputs import collect
+    from deepfake_detect.inference.model_source import open_model
+    from deepfake_detect.inference.predict import predict_paths
     from deepfake_detect.tracking.registered_models import RegistryError
-    from deepfake_detect.tracking.store import resolve_tracking_uri
+    from deepfake_detect.tracking.store import StoreNotFoundError, resolve_tracking_uri
 
     try:
-        client = MlflowClient(tracking_uri=resolve_tracking_uri(args.tracking_uri))
-        source = model_source.resolve_source(client, args.model_uri)
-        inputs = image_inputs.collect(args.paths)
-        threshold = (
-            args.threshold
-            if args.threshold is not None
-            else model_source.decision_threshold(client, source)
+        inputs = collect(args.paths)  # wrong paths fail before TensorFlow loads
+        loaded = open_model(resolve_tracking_uri(args.tracking_uri), args.model_uri)
+        result = predict_paths(
+            loaded,
+            inputs,
+            args.batch_size,
+            args.threshold,
+            progress if sys.stderr.isatty() else None,
         )
-        negative, positive = model_source.class_names(client, source)
-        model = model_source.load_keras(source)
-        size = int(model.input_shape[1])
-        total = len(inputs.paths)
-        rows: list[tuple[str, str, str]] = []
-        for batch in image_inputs.decode_batches(inputs, size, args.batch_size):
-            prob = model.predict(batch.images, verbose=0).ravel()
-            rows += [
-                (str(p), f"{q:.6f}", positive if q > threshold else negative)
-                for p, q in zip(batch.paths, prob, strict=True)
-            ]
-            if total > args.batch_size:
-                progress(len(rows) + len(inputs.skipped), total)
         buffer = io.StringIO()
         writer = csv.writer(buffer, lineterminator="\n")
-        writer.writerow(["path", f"prob_{positive.lower()}", "label"])
-        writer.writerows(rows)
+        writer.writerow(["path", f"prob_{result.positive.lower()}", "label"])
+        writer.writerows((path, f"{prob:.6f}", label) for path, prob, label in result.rows)
         if args.out:
             write_atomically(args.out, lambda tmp: tmp.write_text(buffer.getvalue()))
         else:
             sys.stdout.write(buffer.getvalue())
-    except (DataError, RegistryError, OutputError) as error:
-        print(f"error: {error}", file=sys.stderr)
+    except (DataError, RegistryError, StoreNotFoundError, OutputError, MlflowException) as error:
+        print(f"error: {str(error).splitlines()[0]}", file=sys.stderr)
         return 2
     print(
-        f"scored {len(rows)} images with threshold {threshold:.4f}"
-        + (f"; skipped {len(inputs.skipped)} unreadable" if inputs.skipped else "")
+        f"scored {len(result.rows)} images with threshold {result.threshold:.4f}"
+        + (f"; skipped {len(result.skipped)} unreadable" if result.skipped else "")
         + (f"; wrote {args.out}" if args.out else ""),
         file=sys.stderr,
     )

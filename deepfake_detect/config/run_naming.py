@@ -17,6 +17,7 @@ _NAME_EXCLUDED_PREFIXES = (
     "data.root",
     "data.cache",
     "trainer.verbose",
+    "trainer.callbacks",
     "model=",
 )
 
@@ -51,14 +52,17 @@ def current_job() -> JobContext:
 
 
 def run_name(stem: str, overrides: tuple[str, ...]) -> str:
-    """``cnn_baseline-dropout=0.2-lr=0.001``: the stem plus overrides that change training."""
-    parts = [stem]
+    """``cnn_baseline-dropout=0.2-lr=0.001``: the stem plus overrides that change training.
+
+    A key given twice is named once, with its last value (the one Hydra applied).
+    """
+    parts: dict[str, str] = {}
     for override in overrides:
         key, _, value = override.lstrip("+~").partition("=")
         if override.startswith(_NAME_EXCLUDED_PREFIXES) or key.startswith(_NAME_EXCLUDED_PREFIXES):
             continue
-        parts.append(f"{key.rsplit('.', 1)[-1]}={_short(value)}")
-    return "-".join(parts)
+        parts[key] = f"{key.rsplit('.', 1)[-1]}={_short(value)}"
+    return "-".join([stem, *parts.values()])
 
 
 def _short(value: str) -> str:

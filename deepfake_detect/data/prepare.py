@@ -6,6 +6,7 @@ import logging
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 from omegaconf import DictConfig
 
 from deepfake_detect.data.decode_cache import DecodedSplit, load_split
@@ -55,6 +56,17 @@ def scan_all(data: DictConfig) -> tuple[Path, list[str], dict[str, SplitFiles]]:
     return root, names, found
 
 
+def require_both_classes(files: SplitFiles, split: DecodedSplit, names: list[str]) -> None:
+    """A split whose usable images are all of one class cannot score a detector: stop."""
+    counts = np.bincount(np.asarray(split.labels, dtype=np.int64), minlength=2)
+    if counts.min() == 0:
+        raise DataError(
+            f"split {files.root / files.split} has {counts[0]} {names[0]} and {counts[1]} "
+            f"{names[1]} usable images ({len(split.skipped)} unreadable skipped); both classes "
+            "are needed: add images of the missing class or fix the unreadable files"
+        )
+
+
 def prepare_data(data: DictConfig) -> PreparedData:
     """Scan, fingerprint and decode (through the on-disk cache unless ``data.cache=none``)."""
     if data.cache not in ("disk", "memory", "none"):
@@ -71,6 +83,8 @@ def prepare_data(data: DictConfig) -> PreparedData:
         )
         for key, files in found.items()
     }
+    for key, split in decoded.items():
+        require_both_classes(found[key], split, names)
     return PreparedData(
         root=root,
         class_names=names,

@@ -1,19 +1,29 @@
-"""Resolve a model URI to its run, threshold and classes, with errors that list what exists."""
+"""Resolve a model URI in a given store and load it with what interprets its scores.
+
+Everything goes through the tracking/registry URI the caller resolved (``--tracking-uri``,
+else ``MLFLOW_TRACKING_URI``, else the project store): MLflow's fluent loaders read
+process-global URIs, so :func:`open_model` sets both before loading and never falls back to
+MLflow's default ``./mlflow.db``.
+"""
 
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from typing import Any
 
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
 from deepfake_detect.tracking.registered_models import RegistryError, describe_model, require_model
+from deepfake_detect.tracking.store import require_existing_store
 from deepfake_detect.tracking.vocabulary import THRESHOLD_METRIC
 
 DEFAULT_THRESHOLD = 0.5
+DEFAULT_CLASSES = ("Real", "Fake")
 _MODELS_URI = re.compile(r"^models:/(?P<name>[^/@]+)(?:/(?P<version>\d+)|@(?P<alias>[\w-]+))$")
 _RUNS_URI = re.compile(r"^runs:/(?P<run_id>[0-9a-f]{32})(?:/.*)?$")
+URI_HELP = "use models:/NAME@ALIAS, models:/NAME/VERSION or runs:/RUN_ID/model"
 
 
 @dataclass(frozen=True)
@@ -24,6 +34,28 @@ class ModelSource:
     run_id: str | None
     model_name: str | None
     version: str | None
+
+
+@dataclass(frozen=True)
+class ScoreMeaning:
+    """How to read a score: the decision rule ``prob > threshold`` and ``[negative, positive]``."""
+
+    threshold: float
+    class_names: tuple[str, str]
+    image_size: int | None
+
+
+@dataclass(frozen=True)
+class LoadedModel:
+    """A Keras model with its source and the meaning of its scores."""
+
+    source: ModelSource
+    meaning: ScoreMeaning
+    model: Any  # keras.Model (TensorFlow is imported only when loading)
+
+    @property
+    def image_size(self) -> int:
+        return self.meaning.image_size or int(self.model.input_shape[1])
 
 
 def resolve_source(client: MlflowClient, uri: str) -> ModelSource:
@@ -51,33 +83,47 @@ def resolve_source(client: MlflowClient, uri: str) -> ModelSource:
         except MlflowException as error:
             raise RegistryError(f"no run {run_uri['run_id']} in {client.tracking_uri}") from error
         return ModelSource(uri, run_uri["run_id"], None, None)
-    if uri.startswith(("models:/m-", "file:", "/")):
+    if uri.startswith("models:/m-"):
         return ModelSource(uri, None, None, None)
-    raise RegistryError(
-        f"model URI {uri!r} not understood; use models:/NAME@ALIAS, models:/NAME/VERSION "
-        "or runs:/RUN_ID/model"
+    raise RegistryError(f"model URI {uri!r} not understood; {URI_HELP}")
+
+
+def score_meaning(client: MlflowClient, source: ModelSource, metadata: dict | None) -> ScoreMeaning:
+    """From the logged model's metadata; models logged before it existed use their run."""
+    metadata = metadata or {}
+    threshold = metadata.get("decision_threshold")
+    classes = metadata.get("class_names")
+    if (threshold is None or not classes) and source.run_id is not None:
+        run = client.get_run(source.run_id)
+        threshold = threshold if threshold is not None else run.data.metrics.get(THRESHOLD_METRIC)
+        classes = classes or (run.data.tags.get("class_names") or "").split(",")
+    if not classes or len(classes) != 2:
+        classes = DEFAULT_CLASSES
+    return ScoreMeaning(
+        threshold=float(threshold) if threshold is not None else DEFAULT_THRESHOLD,
+        class_names=(str(classes[0]), str(classes[1])),
+        image_size=int(metadata["image_size"]) if metadata.get("image_size") else None,
     )
 
 
-def decision_threshold(client: MlflowClient, source: ModelSource) -> float:
-    """The validation Youden threshold logged at training, else 0.5."""
-    if source.run_id is None:
-        return DEFAULT_THRESHOLD
-    metrics = client.get_run(source.run_id).data.metrics
-    return float(metrics.get(THRESHOLD_METRIC, DEFAULT_THRESHOLD))
+def open_model(tracking_uri: str, model_uri: str) -> LoadedModel:
+    """Resolve ``model_uri`` in ``tracking_uri`` and load it (imports TensorFlow).
 
+    Raises RegistryError (or StoreNotFoundError) with one line saying what exists.
+    """
+    import mlflow
 
-def class_names(client: MlflowClient, source: ModelSource) -> list[str]:
-    """``[negative, positive]`` as the training run logged them (default Real, Fake)."""
-    if source.run_id is not None:
-        names = client.get_run(source.run_id).data.tags.get("class_names")
-        if names:
-            return names.split(",")
-    return ["Real", "Fake"]
+    require_existing_store(tracking_uri)
+    mlflow.set_tracking_uri(tracking_uri)
+    mlflow.set_registry_uri(tracking_uri)
+    client = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
+    source = resolve_source(client, model_uri)
+    try:
+        info = mlflow.models.get_model_info(source.uri)
+        import mlflow.keras
 
-
-def load_keras(source: ModelSource):  # -> keras.Model
-    """Load the Keras model (imports TensorFlow)."""
-    import mlflow.keras
-
-    return mlflow.keras.load_model(source.uri)
+        model = mlflow.keras.load_model(source.uri)
+    except (MlflowException, OSError) as error:
+        first_line = str(error).strip().splitlines()[0] if str(error).strip() else repr(error)
+        raise RegistryError(f"cannot load {model_uri} from {tracking_uri}: {first_line}") from error
+    return LoadedModel(source, score_meaning(client, source, info.metadata), model)

@@ -8,7 +8,11 @@ from urllib.parse import urlparse
 
 from deepfake_detect.leaderboard.records import RunRecord, StoreError
 from deepfake_detect.leaderboard.table import Leaderboard, build_leaderboard, validate_metric
-from deepfake_detect.tracking.store import resolve_tracking_uri, sqlite_path
+from deepfake_detect.tracking.store import (
+    StoreNotFoundError,
+    require_existing_store,
+    resolve_tracking_uri,
+)
 from deepfake_detect.tracking.vocabulary import EPOCH_KEYS, TEST_KEYS
 
 DB_SCHEMES = ("sqlite", "postgresql", "mysql", "mssql")
@@ -22,12 +26,10 @@ def read_store(
     keys: Sequence[str],
 ) -> list[RunRecord]:
     """Runs with their histories; a missing SQLite file is an error, never a new store."""
-    db = sqlite_path(uri)
-    if db is not None and not db.is_file():
-        raise StoreError(
-            f"no tracking store at {db}; train a model first (`make demo`) "
-            "or pass --tracking-uri / set MLFLOW_TRACKING_URI"
-        )
+    try:
+        require_existing_store(uri)
+    except StoreNotFoundError as error:
+        raise StoreError(str(error)) from error
     if urlparse(uri).scheme.split("+")[0] in DB_SCHEMES:
         from deepfake_detect.leaderboard.sql_reader import read_runs_sql
 

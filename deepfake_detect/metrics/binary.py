@@ -41,19 +41,32 @@ def roc_auc(y_true: np.ndarray, prob: np.ndarray) -> float:
 
 
 def youden_threshold(y_true: np.ndarray, prob: np.ndarray) -> float:
-    """The threshold maximising Youden's J = TPR - FPR (0.5 when undefined)."""
+    """The threshold maximising Youden's J = TPR - FPR, for the rule ``prob > threshold``.
+
+    The best cut keeps the scores ``>= s_k`` positive; the threshold returned is the midpoint
+    between ``s_k`` and the next lower distinct score (or just below ``s_k`` when there is
+    none), so applying it with ``>`` (as :func:`binary_metrics` and ``predict`` do) selects
+    exactly that cut. 0.5 when undefined (one class only).
+    """
     fpr, tpr, thresholds = roc_curve(y_true, prob)
     finite = np.isfinite(thresholds)
-    if not finite.any():
+    if not finite.any() or tpr[-1] == 0 or fpr[-1] == 0:
         return 0.5
     best = int(np.argmax(np.where(finite, tpr - fpr, -np.inf)))
-    return float(thresholds[best])
+    cut = float(thresholds[best])
+    lower = thresholds[best + 1] if best + 1 < len(thresholds) else None
+    if lower is None:
+        return float(np.nextafter(np.float32(cut), np.float32(-np.inf)))
+    return (cut + float(lower)) / 2.0
 
 
 def binary_metrics(
     y_true: np.ndarray, prob: np.ndarray, threshold: float = 0.5
 ) -> dict[str, float]:
-    """loss, acc, precision, recall, auc, fn, fp, tn, tp; prediction is ``prob > threshold``."""
+    """loss, acc, precision, recall, auc, fn, fp, tn, tp; prediction is ``prob > threshold``.
+
+    The same rule as Keras' threshold metrics (``y_pred > threshold``) and ``predict``.
+    """
     y = np.asarray(y_true).ravel().astype(np.float64)
     p = np.asarray(prob, dtype=np.float64).ravel()
     clipped = np.clip(p, EPSILON, 1 - EPSILON)

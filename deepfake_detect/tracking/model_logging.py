@@ -32,12 +32,17 @@ def image_signature(image_size: int) -> ModelSignature:
     )
 
 
-def log_keras_model(model: keras.Model, image_size: int) -> str:
-    """Log ``model`` as ``model`` in the active run with a signature; return its URI."""
+def log_keras_model(model: keras.Model, image_size: int, metadata: dict | None = None) -> str:
+    """Log ``model`` as ``model`` in the active run with a signature; return its URI.
+
+    ``metadata`` (decision threshold, class names, positive class, image size) travels in the
+    model's MLmodel file, so a client can interpret a score without the training run.
+    """
     info = mlflow.keras.log_model(
         model,
         name=MODEL_ARTIFACT,
         signature=image_signature(image_size),
         pip_requirements=pinned_requirements(),
+        metadata=metadata,
     )
     return info.model_uri

@@ -34,6 +34,20 @@ def sqlite_path(uri: str) -> Path | None:
     return Path(unquote(parsed.path[1:])).absolute()
 
 
+class StoreNotFoundError(LookupError):
+    """A ``sqlite:///`` store that does not exist (commands that only read never create one)."""
+
+
+def require_existing_store(uri: str) -> None:
+    """Raise StoreNotFoundError when ``uri`` is a SQLite file that does not exist."""
+    db = sqlite_path(uri)
+    if db is not None and not db.is_file():
+        raise StoreNotFoundError(
+            f"no tracking store at {db}; train a model first (`make demo`) "
+            "or pass --tracking-uri / set MLFLOW_TRACKING_URI"
+        )
+
+
 def artifact_location(uri: str) -> str | None:
     """Artifact root for new experiments: beside a SQLite DB (``<db dir>/artifacts``)."""
     if uri == DEFAULT_TRACKING_URI:

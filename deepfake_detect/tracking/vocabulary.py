@@ -14,6 +14,7 @@ PARENT_TAG = "mlflow.parentRunId"
 ERROR_TAG = "error"  # the message of the exception that failed a run
 MODEL_ARTIFACT = "model"  # name of the logged Keras model in every training run
 THRESHOLD_METRIC = "val_youden_threshold"  # decision threshold logged with each training run
+BEST_EPOCH_METRIC = "best_epoch"  # the epoch whose weights are the run's model
 
 # MLflow's size limits (params 6000 characters, tags 8000; we keep tags to 5000)
 PARAM_VALUE_LIMIT = 6000

@@ -1,4 +1,4 @@
-"""Keras callbacks: per-epoch MLflow logging and a NaN-loss guard."""
+"""Keras callbacks: exact validation scores, per-epoch MLflow logging and a NaN-loss guard."""
 
 from __future__ import annotations
 
@@ -7,9 +7,11 @@ import time
 
 import keras
 import numpy as np
+import tensorflow as tf
 from mlflow.entities import Metric
 from mlflow.tracking import MlflowClient
 
+from deepfake_detect.metrics.binary import binary_metrics
 from deepfake_detect.tracking.vocabulary import LR_KEY, SPLIT_METRICS
 
 
@@ -27,6 +29,34 @@ def epoch_metrics(logs: dict[str, float]) -> dict[str, float]:
 def current_learning_rate(model: keras.Model) -> float:
     """The optimizer's learning rate now (after schedules and ReduceLROnPlateau)."""
     return float(np.asarray(keras.ops.convert_to_numpy(model.optimizer.learning_rate)))
+
+
+class ValidationScorer(keras.callbacks.Callback):
+    """The epoch's validation pass: one ``predict`` over the split, exact metrics from it.
+
+    ``fit`` gets no ``validation_data``: this callback makes the one pass over the validation
+    split instead and writes ``val_loss``, ``val_acc``, ... ``val_auc`` (exact, not Keras'
+    200-bucket approximation) into the epoch logs, so every later callback (learning-rate
+    schedule, best-epoch selection, MLflow logging) sees the same numbers. The scores of
+    every epoch are kept (4 bytes an image an epoch) so the best epoch needs no second pass.
+    It must come first in the callback list.
+    """
+
+    def __init__(self, dataset: tf.data.Dataset, labels: np.ndarray) -> None:
+        super().__init__()
+        self.dataset = dataset
+        self.labels = np.asarray(labels)
+        self.scores: dict[int, np.ndarray] = {}
+        self.metric_seconds = 0.0  # time spent on the exact metrics (not the forward pass)
+
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        prob = np.asarray(self.model.predict(self.dataset, verbose=0), np.float32).ravel()
+        start = time.perf_counter()
+        metrics = binary_metrics(self.labels, prob)
+        self.metric_seconds += time.perf_counter() - start
+        self.scores[epoch] = prob
+        if logs is not None:
+            logs.update({f"val_{name}": value for name, value in metrics.items()})
 
 
 class MlflowEpochLogger(keras.callbacks.Callback):
@@ -53,12 +83,16 @@ class NonFiniteLossError(RuntimeError):
 
 
 class NonFiniteLossGuard(keras.callbacks.Callback):
-    """Stop at the first NaN/inf batch loss and remember where it happened."""
+    """Stop at the first NaN/inf training or validation loss and remember where it happened."""
 
     def __init__(self) -> None:
         super().__init__()
         self.epoch = 0
         self.reason: str | None = None
+
+    def _trip(self, reason: str) -> None:
+        self.reason = f"{reason}; lower optimizer.lr or check the data for bad values"
+        self.model.stop_training = True
 
     def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
         self.epoch = epoch
@@ -66,11 +100,12 @@ class NonFiniteLossGuard(keras.callbacks.Callback):
     def on_train_batch_end(self, batch: int, logs: dict | None = None) -> None:
         loss = (logs or {}).get("loss")
         if loss is not None and not math.isfinite(float(loss)):
-            self.reason = (
-                f"loss became {float(loss)} at epoch {self.epoch} batch {batch}; "
-                "lower optimizer.lr or check the data for bad values"
-            )
-            self.model.stop_training = True
+            self._trip(f"loss became {float(loss)} at epoch {self.epoch} batch {batch}")
+
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        loss = (logs or {}).get("val_loss")
+        if self.reason is None and loss is not None and not math.isfinite(float(loss)):
+            self._trip(f"validation loss became {float(loss)} at epoch {epoch}")
 
     def raise_if_tripped(self) -> None:
         """Raise NonFiniteLossError after ``fit`` if the guard stopped training."""

@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import logging
-import math
 import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import keras
-import mlflow
 import numpy as np
 import tensorflow as tf
 from hydra.utils import instantiate
@@ -21,11 +19,20 @@ from omegaconf import DictConfig, OmegaConf
 from deepfake_detect.data.pipeline import make_dataset
 from deepfake_detect.data.prepare import PreparedData
 from deepfake_detect.metrics import plots
-from deepfake_detect.metrics.binary import binary_metrics, youden_threshold
+from deepfake_detect.metrics.binary import youden_threshold
+from deepfake_detect.metrics.report import SplitReport, report_split
 from deepfake_detect.tracking.model_logging import log_keras_model
-from deepfake_detect.tracking.registered_models import version_tags
-from deepfake_detect.tracking.vocabulary import THRESHOLD_METRIC
-from deepfake_detect.training.callbacks import MlflowEpochLogger, NonFiniteLossGuard
+from deepfake_detect.tracking.registered_models import register_run
+from deepfake_detect.tracking.vocabulary import (
+    BEST_EPOCH_METRIC,
+    THRESHOLD_METRIC,
+    higher_is_better,
+)
+from deepfake_detect.training.callbacks import (
+    MlflowEpochLogger,
+    NonFiniteLossGuard,
+    ValidationScorer,
+)
 from deepfake_detect.training.hardware import (
     detect_accelerators,
     global_batch_size,
@@ -40,18 +47,16 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class FitResult:
-    """What a finished fit reports back (the sweep objective is ``val_auc``)."""
+    """What a finished fit reports: the best epoch, whose weights are the model."""
 
-    history: dict[str, list[float]]
+    monitor: str
+    best_epoch: int
+    objective: float  # the monitored value at the best epoch (the sweep/Optuna objective)
+    threshold: float
     val_metrics: dict[str, float]
     test_metrics: dict[str, float] | None
     model_uri: str | None
-
-    @property
-    def objective(self) -> float:
-        """Best validation AUC over the epochs."""
-        values = self.history.get("val_auc", [])
-        return max(values) if values else math.nan
+    registered_version: str | None
 
 
 @dataclass(frozen=True)
@@ -117,36 +122,28 @@ def log_runtime(client: MlflowClient, run_id: str, runtime: RuntimeChoices) -> N
     client.log_batch(run_id, params=params)
 
 
-def evaluate_and_report(
-    model: keras.Model,
-    data: PreparedData,
-    datasets: dict[str, tf.data.Dataset],
-    client: MlflowClient,
-    run_id: str,
-    step: int,
-    out: Path,
-) -> dict[str, dict[str, float]]:
-    """Validation threshold, test metrics and per-split plots (written into ``out``)."""
-    splits = {"val": data.val} | ({"test": data.test} if data.test is not None else {})
-    results = {}
-    for name, split in splits.items():
-        prob = predict_probabilities(model, datasets[name])
-        results[name] = binary_metrics(split.labels, prob)
-        if name == "val":
-            client.log_metric(
-                run_id, THRESHOLD_METRIC, youden_threshold(split.labels, prob), step=step
-            )
-        else:
-            stamp = int(time.time() * 1000)
-            client.log_batch(
-                run_id,
-                metrics=[
-                    Metric(f"{name}_{key}", value, stamp, step)
-                    for key, value in results[name].items()
-                ],
-            )
-        plots.split_report(name, split.labels, prob, results[name], data.class_names, out / "plots")
-    return results
+def best_epoch_keeper(cfg: DictConfig) -> keras.callbacks.EarlyStopping:
+    """Keras' EarlyStopping on ``trainer.monitor``: restores the best epoch's weights at the
+    end of ``fit`` and stops after ``trainer.early_stopping.patience`` epochs without
+    improvement (null: never stops early). Ties keep the earliest epoch, NaN never wins."""
+    monitor = str(cfg.trainer.monitor)
+    patience = cfg.trainer.early_stopping.patience
+    return keras.callbacks.EarlyStopping(
+        monitor=monitor,
+        mode="max" if higher_is_better(monitor) else "min",
+        patience=int(patience) if patience is not None else int(cfg.trainer.epochs),
+        restore_best_weights=True,
+        verbose=0,
+    )
+
+
+def log_split_metrics(
+    client: MlflowClient, run_id: str, prefix: str, metrics: dict[str, float], step: int
+) -> None:
+    """``test_auc``... at ``step`` (the best epoch) in one call."""
+    stamp = int(time.time() * 1000)
+    batch = [Metric(f"{prefix}_{key}", value, stamp, step) for key, value in metrics.items()]
+    client.log_batch(run_id, metrics=batch)
 
 
 def write_run_files(
@@ -161,10 +158,30 @@ def write_run_files(
     (out / "model_summary.txt").write_text("\n".join(summary) + "\n")
 
 
+def report_best_epoch(
+    model: keras.Model,
+    data: PreparedData,
+    datasets: dict[str, tf.data.Dataset],
+    val_prob: np.ndarray,
+    out: Path,
+) -> tuple[float, SplitReport, SplitReport | None]:
+    """Threshold, val and test reports and plots of the restored (best) weights."""
+    threshold = youden_threshold(data.val.labels, val_prob)
+    plots_dir = out / "plots"
+    val = report_split("val", data.val.labels, val_prob, data.class_names, plots_dir, threshold)
+    test = None
+    if data.test is not None:
+        test_prob = predict_probabilities(model, datasets["test"])
+        test = report_split(
+            "test", data.test.labels, test_prob, data.class_names, plots_dir, threshold
+        )
+    return threshold, val, test
+
+
 def fit_and_log(
     cfg: DictConfig, data: PreparedData, client: MlflowClient, run_id: str, register_as: str | None
 ) -> FitResult:
-    """Train, evaluate val/test, log params, metrics, plots and the model to ``run_id``."""
+    """Train, keep the best epoch's weights, evaluate them, log everything to ``run_id``."""
     seed = int(cfg.seed)
     seed_everything(seed)
     runtime, strategy = resolve_runtime(cfg)
@@ -184,27 +201,58 @@ def fit_and_log(
         )
         for name, split in splits.items()
     }
-    logger = MlflowEpochLogger(client, run_id)
+    scorer = ValidationScorer(datasets["val"], data.val.labels)
     guard = NonFiniteLossGuard()
+    keeper = best_epoch_keeper(cfg)
+    logger = MlflowEpochLogger(client, run_id)
     fit_start = time.perf_counter()
     model.fit(
-        datasets["train"],
-        validation_data=datasets["val"],
+        datasets["train"],  # no validation_data: the scorer makes the one validation pass
         epochs=int(cfg.trainer.epochs),
-        callbacks=[guard, *build_callbacks(cfg), logger],
+        callbacks=[scorer, guard, *build_callbacks(cfg), keeper, logger],
         verbose=int(cfg.trainer.verbose),
         shuffle=False,  # the dataset shuffles itself (seeded, per epoch)
     )
-    client.log_metric(run_id, "fit_seconds", time.perf_counter() - fit_start)
+    fit_seconds = time.perf_counter() - fit_start
+    client.log_batch(
+        run_id,
+        metrics=[
+            Metric("fit_seconds", fit_seconds, int(time.time() * 1000), 0),
+            Metric("val_metric_seconds", scorer.metric_seconds, int(time.time() * 1000), 0),
+        ],
+    )
     guard.raise_if_tripped()
-    last_step = max(len(logger.history.get("train_loss", [])) - 1, 0)
+    best_epoch = int(keeper.best_epoch)
+    client.log_metric(run_id, BEST_EPOCH_METRIC, best_epoch)
     with tempfile.TemporaryDirectory() as tmp:
-        results = evaluate_and_report(model, data, datasets, client, run_id, last_step, Path(tmp))
+        threshold, val, test = report_best_epoch(
+            model, data, datasets, scorer.scores[best_epoch], Path(tmp)
+        )
+        client.log_metric(run_id, THRESHOLD_METRIC, threshold, step=best_epoch)
+        if test is not None:
+            log_split_metrics(client, run_id, "test", test.metrics, best_epoch)
         write_run_files(cfg, model, logger.history, Path(tmp))
         client.log_artifacts(run_id, tmp)
-    model_uri = None
+    model_uri = version = None
     if cfg.tracking.log_model:
-        model_uri = log_keras_model(model, int(cfg.data.image_size))
+        metadata = {
+            "decision_threshold": threshold,
+            "class_names": list(data.class_names),
+            "positive_class": data.class_names[1],
+            "image_size": int(cfg.data.image_size),
+            "monitor": str(cfg.trainer.monitor),
+            "best_epoch": best_epoch,
+        }
+        model_uri = log_keras_model(model, int(cfg.data.image_size), metadata)
         if register_as:
-            mlflow.register_model(model_uri, register_as, tags=version_tags(client, run_id))
-    return FitResult(logger.history, results["val"], results.get("test"), model_uri)
+            version = register_run(client, register_as, run_id).version
+    return FitResult(
+        monitor=str(cfg.trainer.monitor),
+        best_epoch=best_epoch,
+        objective=float(keeper.best),
+        threshold=threshold,
+        val_metrics=val.metrics,
+        test_metrics=test.metrics if test else None,
+        model_uri=model_uri,
+        registered_version=str(version) if version is not None else None,
+    )

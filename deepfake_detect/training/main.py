@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import math
+import sys
 import time
 
 import hydra
@@ -15,6 +16,7 @@ from omegaconf import DictConfig, OmegaConf
 
 import deepfake_detect  # noqa: F401  (registers the config resolvers)
 from deepfake_detect.config.run_naming import JobContext, current_job, run_name
+from deepfake_detect.config.validation import ConfigError, check_training_config
 from deepfake_detect.tracking.store import (
     ensure_experiment,
     flatten,
@@ -66,8 +68,29 @@ def should_register(cfg: DictConfig, job: JobContext) -> str | None:
     return str(cfg.registry.model_name) if register else None
 
 
+def run_url(uri: str, experiment_id: str, run_id: str) -> str:
+    """Where to see the run: ``make ui`` for the project store, else the server itself."""
+    base = uri.rstrip("/") if uri.startswith(("http://", "https://")) else "http://127.0.0.1:5000"
+    return f"{base}/#/experiments/{experiment_id}/runs/{run_id}"
+
+
+def print_summary(result, name: str, url: str) -> None:  # result: training.fit.FitResult
+    """Best epoch, its val/test metrics and where to look."""
+    keys = ("auc", "acc", "precision", "recall", "loss")
+    lines = [f"run {name}: best epoch {result.best_epoch} by {result.monitor}"]
+    for split, metrics in (("val", result.val_metrics), ("test", result.test_metrics)):
+        if metrics:
+            shown = "  ".join(f"{key} {metrics[key]:.4f}" for key in keys)
+            lines.append(f"  {split:<4} {shown}  (threshold 0.5)")
+    lines.append(f"  decision threshold (val Youden): {result.threshold:.4f}")
+    if result.registered_version:
+        lines.append(f"  registered as version {result.registered_version}")
+    lines.append(f"  open: {url}  (make ui)")
+    print("\n".join(lines))
+
+
 def run_training(cfg: DictConfig, job: JobContext | None = None) -> float:
-    """Train one configuration end to end; return the objective (best val_auc)."""
+    """Train one configuration end to end; return the objective (best ``trainer.monitor``)."""
     from mlflow.entities import Param
     from mlflow.tracking import MlflowClient
 
@@ -75,6 +98,7 @@ def run_training(cfg: DictConfig, job: JobContext | None = None) -> float:
     from deepfake_detect.tracking.lifecycle import tracked_run
 
     job = job or current_job()
+    check_training_config(cfg)
     load_start = time.perf_counter()
     data = prepare_data(cfg.data)
     load_seconds = time.perf_counter() - load_start
@@ -95,17 +119,26 @@ def run_training(cfg: DictConfig, job: JobContext | None = None) -> float:
         if data.skipped:
             client.log_metric(run_id, "skipped_images", data.skipped)
         result = fit_and_log(cfg, data, client, run_id, should_register(cfg, job))
-    log.info("run %s (%s) finished: best val_auc %.4f", run_id, name, result.objective)
+    print_summary(result, name, run_url(uri, experiment_id, run_id))
     print(f"MLflow run {run_id} ({name}) in experiment {cfg.tracking.experiment!r} at {uri}")
     return result.objective
 
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="train")
 def main(cfg: DictConfig) -> float:
-    """Train; in a multirun a failing job is recorded FAILED and the sweep goes on."""
+    """Train; in a multirun a failing job is recorded FAILED and the sweep goes on.
+
+    A config or data error in a single run is one line on stderr and exit status 2.
+    """
+    from deepfake_detect.data.layout import DataError
+
     job = current_job()
     if not job.is_multirun:
-        return run_training(cfg, job)
+        try:
+            return run_training(cfg, job)
+        except (ConfigError, DataError) as error:
+            print(f"error: {error}", file=sys.stderr)
+            sys.exit(2)
     try:
         return run_training(cfg, job)
     except Exception:

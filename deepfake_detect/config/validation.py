@@ -1,0 +1,32 @@
+"""Checks of a composed training config that run before TensorFlow loads and before any
+MLflow run exists; each error is one line naming the key, the value and what is allowed."""
+
+from __future__ import annotations
+
+from omegaconf import DictConfig
+
+
+class ConfigError(ValueError):
+    """A config value that cannot train; the message names the key and the allowed values."""
+
+
+# the epoch metrics a run can select its best epoch by (direction: max, except loss)
+MONITORS: tuple[str, ...] = ("val_auc", "val_acc", "val_precision", "val_recall", "val_loss")
+
+
+def _integer(key: str, value: object, minimum: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ConfigError(f"{key}={value!r}: expected an integer >= {minimum}")
+    return value
+
+
+def check_training_config(cfg: DictConfig) -> None:
+    """Raise ConfigError for values that would waste a run (epochs < 1, unknown monitor, ...)."""
+    _integer("trainer.epochs", cfg.trainer.epochs, 1)
+    _integer("trainer.batch_size", cfg.trainer.batch_size, 1)
+    monitor = cfg.trainer.monitor
+    if monitor not in MONITORS:
+        raise ConfigError(f"trainer.monitor={monitor!r}: choose one of {', '.join(MONITORS)}")
+    patience = cfg.trainer.early_stopping.patience
+    if patience is not None:
+        _integer("trainer.early_stopping.patience", patience, 1)

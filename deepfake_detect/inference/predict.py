@@ -1,0 +1,46 @@
+"""Score image files and folders with a loaded model: one row per image."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from deepfake_detect.inference import image_inputs
+from deepfake_detect.inference.model_source import LoadedModel
+
+
+@dataclass
+class Predictions:
+    """``(path, probability of the positive class, label)`` rows and what was skipped."""
+
+    threshold: float
+    positive: str
+    rows: list[tuple[str, float, str]] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+
+
+def predict_paths(
+    loaded: LoadedModel,
+    inputs: image_inputs.ImageInputs,
+    batch_size: int,
+    threshold: float | None = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> Predictions:
+    """Label each image ``positive`` when ``prob > threshold`` (default: the model's own).
+
+    ``inputs`` come from :func:`image_inputs.collect`, called before the model is loaded so
+    a wrong path fails fast.
+    """
+    negative, positive = loaded.meaning.class_names
+    rule = loaded.meaning.threshold if threshold is None else threshold
+    result = Predictions(threshold=rule, positive=positive, skipped=inputs.skipped)
+    total = len(inputs.paths)
+    for batch in image_inputs.decode_batches(inputs, loaded.image_size, batch_size):
+        prob = loaded.model.predict(batch.images, verbose=0).ravel()
+        result.rows += [
+            (str(path), float(score), positive if score > rule else negative)
+            for path, score in zip(batch.paths, prob, strict=True)
+        ]
+        if progress:
+            progress(len(result.rows) + len(inputs.skipped), total)
+    return result

@@ -1,0 +1,150 @@
+"""Decide and apply a promotion: the best comparable run's model takes the alias, safely.
+
+Comparable means trained on the same data (dataset fingerprint or name) at the same image
+size as the current alias holder, or as given. A better champion is never replaced unless
+forced. Nothing here imports TensorFlow.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from mlflow.entities import Run
+from mlflow.entities.model_registry import ModelVersion
+from mlflow.tracking import MlflowClient
+
+from deepfake_detect.leaderboard.records import RunRecord
+from deepfake_detect.leaderboard.table import Leaderboard, select_step
+from deepfake_detect.tracking.registered_models import (
+    RegistryError,
+    alias_holder,
+    model_exists,
+    register_run,
+    validate_alias,
+    version_for_run,
+)
+from deepfake_detect.tracking.vocabulary import higher_is_better
+
+PREVIOUS_ALIAS = "previous"
+
+
+@dataclass(frozen=True)
+class DataIdentity:
+    """What a run was trained on: dataset name and fingerprint, image size."""
+
+    dataset: str
+    fingerprint: str
+    image_size: str
+
+    @classmethod
+    def of(cls, run: Run) -> DataIdentity:
+        tags, params = run.data.tags, run.data.params
+        return cls(
+            tags.get("dataset", ""),
+            tags.get("dataset_fingerprint", ""),
+            params.get("data.image_size", ""),
+        )
+
+    def describe(self) -> str:
+        return f"dataset {self.dataset or '?'} ({self.fingerprint or '?'}) at {self.image_size}px"
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """A run ranked by the metric, with the data it was trained on."""
+
+    run_id: str
+    name: str
+    value: float
+    data: DataIdentity
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What promote will do: ``move`` the alias, ``keep`` a better champion, or ``already``."""
+
+    action: str
+    candidate: Candidate
+    version: ModelVersion | None  # the candidate's existing version, if registered
+    champion: ModelVersion | None
+    champion_value: float | None
+
+
+def matches(data: DataIdentity, dataset: str | None, image_size: int | None) -> bool:
+    """``dataset`` is a name or fingerprint; None matches anything."""
+    if dataset is not None and dataset not in (data.dataset, data.fingerprint):
+        return False
+    return image_size is None or data.image_size == str(image_size)
+
+
+def best_value(client: MlflowClient, run_id: str, metric: str) -> float | None:
+    """A run's metric at its best epoch, chosen with the leaderboard's own rule."""
+    history = {
+        key: {m.step: m.value for m in client.get_metric_history(run_id, key)}
+        for key in {metric, "train_loss"}
+    }
+    record = RunRecord(run_id, run_id, "FINISHED", "", "", {}, history)
+    step = select_step(record, metric, "best")
+    value = history[metric].get(step) if step is not None else None
+    return None if value is None or math.isnan(value) else value
+
+
+def is_better(value: float, than: float, metric: str) -> bool:
+    return value > than if higher_is_better(metric) else value < than
+
+
+def plan_promotion(
+    client: MlflowClient,
+    board: Leaderboard,
+    model_name: str,
+    alias: str,
+    dataset: str | None = None,
+    image_size: int | None = None,
+    force: bool = False,
+) -> Plan:
+    """Pick the best run comparable with the champion (or ``dataset``/``image_size``)."""
+    validate_alias(alias)
+    registered = model_exists(client, model_name)
+    champion = alias_holder(client, model_name, alias) if registered else None
+    champion_data = DataIdentity.of(client.get_run(champion.run_id)) if champion else None
+    if dataset is None and image_size is None and champion_data is not None:
+        dataset, image_size = champion_data.fingerprint, int(champion_data.image_size or 0) or None
+    candidate = None
+    for row in board.table.itertuples(index=False):
+        row = row._asdict()
+        data = DataIdentity.of(client.get_run(str(row["run_id"])))
+        if matches(data, dataset, image_size) and not math.isnan(float(row[board.metric])):
+            candidate = Candidate(
+                str(row["run_id"]), str(row["model"]), float(row[board.metric]), data
+            )
+            break
+    if candidate is None:
+        wanted = f" on dataset {dataset}" if dataset else ""
+        wanted += f" at {image_size}px" if image_size else ""
+        raise RegistryError(
+            f"no FINISHED run{wanted} has a {board.metric} value; train one, or pass "
+            "--dataset/--image-size to compare other runs"
+        )
+    version = version_for_run(client, model_name, candidate.run_id) if registered else None
+    champion_value = best_value(client, champion.run_id, board.metric) if champion else None
+    if champion is not None and champion.run_id == candidate.run_id:
+        action = "already"
+    elif (
+        champion_value is not None
+        and not force
+        and not is_better(candidate.value, champion_value, board.metric)
+    ):
+        action = "keep"
+    else:
+        action = "move"
+    return Plan(action, candidate, version, champion, champion_value)
+
+
+def apply_plan(client: MlflowClient, plan: Plan, model_name: str, alias: str) -> ModelVersion:
+    """Register the candidate if needed, give the old holder ``previous``, move ``alias``."""
+    version = plan.version or register_run(client, model_name, plan.candidate.run_id)
+    if plan.champion is not None and plan.champion.version != version.version:
+        client.set_registered_model_alias(model_name, PREVIOUS_ALIAS, plan.champion.version)
+    client.set_registered_model_alias(model_name, alias, version.version)
+    return version
