@@ -47,8 +47,11 @@ chromium: ## install Debian's chromium for the browser test when missing
 		|| (apt-get update -qq && apt-get install -y -qq chromium)) \
 		|| echo "warning: could not install chromium; the browser test will be skipped"
 
-test: install chromium ## install if needed and run the whole test suite
+test: install chromium lint ## install if needed, lint, and run the whole test suite (CI)
 	TF_CPP_MIN_LOG_LEVEL=2 $(PY) -m pytest $(PYTEST_ARGS)
+
+test-fast: install ## the inner loop: every test that trains no TensorFlow model (< 3 min)
+	TF_CPP_MIN_LOG_LEVEL=2 $(PY) -m pytest -m "not training and not slow" $(PYTEST_ARGS)
 
 lint: install ## ruff check and format check
 	$(VENV)/bin/ruff check deepfake_detect tests bench
@@ -79,4 +82,4 @@ bench: install ## speed benchmark -> results/bench.json (QUICK=1 for the < 5 min
 clean-results: ## remove results/ (the tracking store in mlruns/ is never touched)
 	rm -rf results
 
-.PHONY: help install data demo chromium test lint leaderboard sweep promote ui server bench clean-results
+.PHONY: help install data demo chromium test test-fast lint leaderboard sweep promote ui server bench clean-results

@@ -15,7 +15,7 @@ from deepfake_detect.data.decode_cache import load_split
 from deepfake_detect.data.layout import scan_split
 from deepfake_detect.data.pipeline import make_dataset
 from deepfake_detect.models.cnn import build_cnn_baseline
-from deepfake_detect.training.callbacks import MlflowEpochLogger
+from deepfake_detect.training.callbacks import MlflowEpochLogger, ValidationScorer
 from deepfake_detect.training.keras_metrics import tracked_metrics
 
 CLASSES = ["Real", "Fake"]
@@ -163,8 +163,18 @@ class TimedLogger(MlflowEpochLogger):
         self.seconds += time.perf_counter() - start
 
 
-def tracked(spec: FitSpec, policy: str, store: Path) -> tuple[Throughput, float]:
-    """``ours`` plus our MLflow epoch logger (SQLite): images/s and the logger's time share."""
+def validation_scorer(spec: FitSpec) -> ValidationScorer:
+    """The trainer's exact per-epoch validation pass over the bench data's Validation split."""
+    files = scan_split(spec.data_root, "Validation", CLASSES)
+    decoded = load_split(files, spec.image_size, False, spec.cache_dir)
+    dataset = make_dataset(decoded, spec.batch_size, shuffle=False, seed=SEED)
+    return ValidationScorer(dataset, decoded.labels)
+
+
+def tracked(spec: FitSpec, policy: str, store: Path) -> tuple[Throughput, float, float]:
+    """``ours`` plus the trainer's callbacks: the exact validation scorer and the MLflow epoch
+    logger (SQLite). Returns images/s, the logger's share of fit time and the share spent
+    computing the exact validation metrics (on the predictions the pass already made)."""
     from mlflow.tracking import MlflowClient
 
     from deepfake_detect.tracking.store import ensure_experiment
@@ -172,10 +182,12 @@ def tracked(spec: FitSpec, policy: str, store: Path) -> tuple[Throughput, float]
     uri = f"sqlite:///{store}"
     client = MlflowClient(tracking_uri=uri)
     run = client.create_run(ensure_experiment(uri, "bench"))
+    scorer = validation_scorer(spec)
     logger = TimedLogger(client, run.info.run_id)
     start = time.perf_counter()
     try:
-        speed = ours(spec, policy, [logger])
+        speed = ours(spec, policy, [scorer, logger])
     finally:
         client.set_terminated(run.info.run_id, "FINISHED")
-    return speed, logger.seconds / (time.perf_counter() - start)
+    seconds = time.perf_counter() - start
+    return speed, logger.seconds / seconds, scorer.metric_seconds / seconds

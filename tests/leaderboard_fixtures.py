@@ -59,11 +59,13 @@ def log_run(
     for step, (train, val) in enumerate(epochs):
         values = {**train.metrics("train", swap_counts), **val.metrics("val", swap_counts)}
         metrics += [Metric(k, v, 1000 + step, step) for k, v in values.items()]
+    # like the trainer: the model is the best epoch by val_auc (earliest on ties), and its
+    # test metrics and best_epoch are logged at that step
+    aucs = [val.auc for _, val in epochs]
+    best = aucs.index(max(aucs))
+    metrics.append(Metric("best_epoch", best, 5000, 0))
     if test is not None:
-        metrics += [
-            Metric(k, v, 5000, len(epochs) - 1)
-            for k, v in test.metrics("test", swap_counts).items()
-        ]
+        metrics += [Metric(k, v, 5000, best) for k, v in test.metrics("test", swap_counts).items()]
     client.log_batch(run_id, metrics=metrics, params=[Param(k, v) for k, v in params.items()])
     client.set_terminated(run_id, status)
     return run_id

@@ -64,6 +64,7 @@ def test_corrupt_image_names_the_file(tiny_cfg, store_uri, own_data):
     assert runs_in(store_uri) == []
 
 
+@pytest.mark.training
 def test_skip_corrupt_logs_how_many(tiny_cfg, store_uri, own_data):
     truncate(own_data / "Train" / "Real" / "real_00002.jpg")
     (own_data / "Validation" / "Fake" / "fake_00001.jpg").write_bytes(b"not a jpeg")
@@ -105,6 +106,7 @@ def test_mixed_formats_sizes_and_junk_files(tiny_cfg, store_uri, own_data):
     )
 
 
+@pytest.mark.training
 def test_exception_in_training_marks_run_failed(tiny_cfg, store_uri):
     from hydra.errors import InstantiationException
 
@@ -128,6 +130,7 @@ def test_ctrl_c_marks_run_killed(tiny_cfg, store_uri, monkeypatch):
     assert run.info.status == "KILLED"
 
 
+@pytest.mark.training
 def test_nan_loss_fails_run_with_reason(tiny_cfg, store_uri):
     from deepfake_detect.training.callbacks import NonFiniteLossError
 
@@ -144,3 +147,26 @@ def test_nan_loss_fails_run_with_reason(tiny_cfg, store_uri):
     assert run.info.status == "FAILED"
     assert "loss became" in run.data.tags["error"]
     assert "optimizer.lr" in run.data.tags["error"]
+
+
+def test_a_split_left_with_one_class_stops_before_training(tiny_cfg, store_uri, own_data):
+    for image in (own_data / "Validation" / "Real").iterdir():
+        image.write_bytes(b"corrupt")
+    with pytest.raises(DataError, match=r"Validation has 0 Real and 4 Fake usable images"):
+        run_training(tiny_cfg(f"data.root={own_data}", "data.skip_corrupt=true"))
+    assert runs_in(store_uri) == []
+
+
+def test_non_finite_validation_loss_trips_the_guard():
+    import keras
+
+    from deepfake_detect.training.callbacks import NonFiniteLossError, NonFiniteLossGuard
+
+    guard = NonFiniteLossGuard()
+    guard.set_model(keras.Sequential([keras.Input((1,)), keras.layers.Dense(1)]))
+    guard.on_epoch_end(0, {"loss": 0.5, "val_loss": 0.6})
+    guard.raise_if_tripped()
+    guard.on_epoch_end(1, {"loss": 0.5, "val_loss": float("nan")})
+    assert guard.model.stop_training
+    with pytest.raises(NonFiniteLossError, match="validation loss became nan at epoch 1"):
+        guard.raise_if_tripped()

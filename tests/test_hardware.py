@@ -97,6 +97,7 @@ def test_multi_worker_needs_tf_config(monkeypatch):
         make_strategy("multi_worker")
 
 
+@pytest.mark.training
 def test_runtime_choices_are_logged(tiny_cfg, store_uri):
     from mlflow.tracking import MlflowClient
 

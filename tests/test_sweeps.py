@@ -10,8 +10,9 @@ from mlflow.tracking import MlflowClient
 
 from deepfake_detect.tracking.vocabulary import PARENT_TAG, RUN_TYPE_TAG, SWEEP
 from tests.conftest import TINY_SIZE, run_cli
+from tests.helpers import write_separable_data
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.training]
 
 
 def multirun(tiny_data: Path, tmp_path: Path, *overrides: str):
@@ -85,20 +86,29 @@ def test_joblib_two_workers_lose_nothing(tiny_data, tmp_path):
     assert parent.data.metrics["children"] == 4
 
 
-def test_optuna_three_trials(tiny_data, tmp_path):
+def test_optuna_objective_is_the_registered_epochs_value(tmp_path_factory, tmp_path):
+    """3 epochs, the last one sabotaged: the objective, the parent's best and each child's
+    model (its best_epoch) agree, and none of them is the last epoch's value."""
+    data = write_separable_data(tmp_path_factory.mktemp("separable"))
     client, parent, children = multirun(
-        tiny_data,
+        data,
         tmp_path,
         "hparams_search=optuna_dropout_lr",
         "hydra.sweeper.n_trials=3",
-        "trainer.epochs=1",
+        "trainer.epochs=3",
+        "+trainer.callbacks.sabotage._target_=tests.helpers.ZeroWeightsAtLastEpoch",
     )
     assert len(children) == 3
     assert all(c.info.status == "FINISHED" for c in children)
+    model_aucs = {}
+    for child in children:
+        history = {m.step: m.value for m in client.get_metric_history(child.info.run_id, "val_auc")}
+        best_epoch = int(child.data.metrics["best_epoch"])
+        assert best_epoch < 2 and history[2] == 0.5
+        model_aucs[child.info.run_id] = history[best_epoch]
     results = yaml.safe_load((tmp_path / "sweep" / "optimization_results.yaml").read_text())
-    best_child = max(c.data.metrics["val_auc"] for c in children)
-    assert results["best_value"] == pytest.approx(best_child, abs=1e-6)
-    assert parent.data.metrics["best_val_auc"] == pytest.approx(best_child, abs=1e-6)
+    assert results["best_value"] == pytest.approx(max(model_aucs.values()), abs=1e-6)
+    assert parent.data.metrics["best_val_auc"] == pytest.approx(max(model_aucs.values()), abs=1e-6)
 
 
 def test_failing_job_does_not_stop_the_sweep(tiny_data, tmp_path):
@@ -123,6 +133,7 @@ def test_slurm_launcher_composes():
 def test_failed_sweep_summary_leaves_parent_failed(store_uri, monkeypatch):
     from omegaconf import OmegaConf
 
+    import deepfake_detect.leaderboard.sweep_summary as sweep_summary
     import deepfake_detect.training.sweep_callback as sweep_callback
     from deepfake_detect.tracking.store import ensure_experiment
 
@@ -134,7 +145,7 @@ def test_failed_sweep_summary_leaves_parent_failed(store_uri, monkeypatch):
     def broken_summary(*args):
         raise RuntimeError("disk full")
 
-    monkeypatch.setattr(sweep_callback, "summarise_sweep", broken_summary)
+    monkeypatch.setattr(sweep_summary, "summarise_sweep", broken_summary)
     with pytest.raises(RuntimeError):
         callback.on_multirun_end(OmegaConf.create({"tracking": {"experiment": "deepfake_detect"}}))
     run = client.get_run(parent.info.run_id)

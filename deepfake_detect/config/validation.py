@@ -27,6 +27,7 @@ def check_training_config(cfg: DictConfig) -> None:
     monitor = cfg.trainer.monitor
     if monitor not in MONITORS:
         raise ConfigError(f"trainer.monitor={monitor!r}: choose one of {', '.join(MONITORS)}")
+    _integer("trainer.precise_batchnorm_batches", cfg.trainer.precise_batchnorm_batches, 0)
     patience = cfg.trainer.early_stopping.patience
     if patience is not None:
         _integer("trainer.early_stopping.patience", patience, 1)

@@ -45,9 +45,15 @@ def validate_metric(metric: str) -> None:
 
 
 def select_step(record: RunRecord, metric: str, selection: str) -> int | None:
-    """The epoch a row reports: best by ``metric`` (earliest on ties) or the last one."""
+    """The epoch a row reports: best by ``metric`` (earliest on ties) or the last one.
+
+    Test metrics exist at one step only (the epoch whose weights were tested), so ranking by
+    one of them reports that epoch.
+    """
     epochs = record.history.get("train_loss") or record.history.get(EPOCH_KEYS[0]) or {}
-    if selection == "last" or metric in TEST_KEYS:
+    if metric in TEST_KEYS and record.history.get(metric):
+        return max(record.history[metric])
+    if selection == "last":
         steps = set(epochs) | set(record.history.get(metric, {}))
         return max(steps) if steps else None
     values = {s: v for s, v in record.history.get(metric, {}).items() if not math.isnan(v)}
@@ -57,18 +63,13 @@ def select_step(record: RunRecord, metric: str, selection: str) -> int | None:
     return min(values, key=lambda step: (-sign * values[step], step))
 
 
-def _latest(series: dict[int, float]) -> float:
-    return series[max(series)] if series else math.nan
-
-
 def build_row(record: RunRecord, metric: str, selection: str) -> dict[str, object]:
-    """One run's row: 18 epoch values from one epoch, final test values, ids and params."""
+    """One run's row: every value from one epoch (test values only where that epoch's weights
+    were tested, i.e. the run's model), ids and params."""
     step = select_step(record, metric, selection)
     row: dict[str, object] = {"model": record.name}
-    for key in EPOCH_KEYS:
+    for key in (*EPOCH_KEYS, *TEST_KEYS):
         row[key] = record.history.get(key, {}).get(step, math.nan) if step is not None else math.nan
-    for key in TEST_KEYS:
-        row[key] = _latest(record.history.get(key, {}))
     row.update(
         epoch=step,
         run_id=record.run_id,

@@ -119,6 +119,9 @@ def metric_bars(labels: Sequence[str], values: Sequence[float], metric: str, pat
     return _save(fig, path, tight=True)
 
 
+GRID_MAX_AXIS = 8  # more distinct values than this on an axis (Optuna): a scatter instead
+
+
 def sweep_grid(
     dropouts: Sequence[float],
     lrs: Sequence[float],
@@ -126,14 +129,48 @@ def sweep_grid(
     metric: str,
     path: Path,
 ) -> Path:
-    """``metric`` over (dropout, lr): a scatter coloured by value, lr on a log axis."""
+    """``metric`` over (dropout, lr): a heatmap with one labelled cell per grid point (the
+    best one outlined); a log-lr scatter when the points do not form a small grid."""
+    rows = sorted({float(d) for d in dropouts if np.isfinite(d)})
+    cols = sorted({float(lr) for lr in lrs if np.isfinite(lr)})
+    if not rows or not cols or max(len(rows), len(cols)) > GRID_MAX_AXIS:
+        return _sweep_scatter(dropouts, lrs, values, metric, path)
+    grid = np.full((len(rows), len(cols)), np.nan)
+    for dropout, lr, value in zip(dropouts, lrs, values, strict=True):
+        if np.isfinite(dropout) and np.isfinite(lr):
+            grid[rows.index(float(dropout)), cols.index(float(lr))] = value
+    fig = _figure((1.6 * len(cols) + 2.4, 0.9 * len(rows) + 1.6))
+    axis = fig.add_subplot()
+    image = axis.imshow(np.ma.masked_invalid(grid), cmap="viridis", aspect="auto")
+    best = np.unravel_index(np.nanargmax(grid), grid.shape) if np.isfinite(grid).any() else None
+    for (row, col), value in np.ndenumerate(grid):
+        text = "no run" if np.isnan(value) else f"{value:.3f}"
+        weight = "bold" if best == (row, col) else "normal"
+        colour = "white" if not np.isnan(value) and value < np.nanmean(grid) else "black"
+        axis.text(col, row, text, ha="center", va="center", color=colour, weight=weight)
+    axis.set_xticks(range(len(cols)), [f"{lr:g}" for lr in cols])
+    axis.set_yticks(range(len(rows)), [f"{d:g}" for d in rows])
+    axis.set_xlabel("optimizer.lr")
+    axis.set_ylabel("model.dropout")
+    axis.set_title(f"{metric} (best epoch) per grid point")
+    fig.colorbar(image, label=metric)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=100, format="png")
+    return path
+
+
+def _sweep_scatter(
+    dropouts: Sequence[float],
+    lrs: Sequence[float],
+    values: Sequence[float],
+    metric: str,
+    path: Path,
+) -> Path:
+    """Scattered (e.g. Optuna) points: lr on a log axis, coloured by ``metric``."""
     fig = _figure((5.5, 4.2))
     axis = fig.add_subplot()
     points = axis.scatter(lrs, dropouts, c=values, cmap="viridis", s=120, edgecolors="black")
-    for lr, dropout, value in zip(lrs, dropouts, values, strict=True):
-        axis.annotate(
-            f"{value:.3f}", (lr, dropout), textcoords="offset points", xytext=(6, 6), fontsize=8
-        )
     axis.set_xscale("log")
     axis.set_xlabel("optimizer.lr")
     axis.set_ylabel("model.dropout")

@@ -31,6 +31,7 @@ from deepfake_detect.tracking.vocabulary import (
 from deepfake_detect.training.callbacks import (
     MlflowEpochLogger,
     NonFiniteLossGuard,
+    PreciseBatchNorm,
     ValidationScorer,
 )
 from deepfake_detect.training.hardware import (
@@ -201,6 +202,7 @@ def fit_and_log(
         )
         for name, split in splits.items()
     }
+    precise_bn = PreciseBatchNorm(datasets["train"], int(cfg.trainer.precise_batchnorm_batches))
     scorer = ValidationScorer(datasets["val"], data.val.labels)
     guard = NonFiniteLossGuard()
     keeper = best_epoch_keeper(cfg)
@@ -209,7 +211,7 @@ def fit_and_log(
     model.fit(
         datasets["train"],  # no validation_data: the scorer makes the one validation pass
         epochs=int(cfg.trainer.epochs),
-        callbacks=[scorer, guard, *build_callbacks(cfg), keeper, logger],
+        callbacks=[precise_bn, scorer, guard, *build_callbacks(cfg), keeper, logger],
         verbose=int(cfg.trainer.verbose),
         shuffle=False,  # the dataset shuffles itself (seeded, per epoch)
     )
