@@ -256,6 +256,8 @@ def test_user_errors_are_one_line(store, tmp_path):
     text.write_text("x")
     image = tmp_path / "x.png"
     Image.new("RGB", (8, 8)).save(image)
+    empty = tmp_path / "empty"
+    empty.mkdir()
     cases = [
         ([f"models:/{NAME}/1", str(text)], f"{text} is not an image"),
         (["models:/nope@champion", str(image)], "registered models: "),
@@ -263,6 +265,7 @@ def test_user_errors_are_one_line(store, tmp_path):
         ([f"models:/{NAME}@gold", str(image)], "no alias 'gold'"),
         (["s3://bucket/model", str(image)], "not understood"),
         ([f"models:/{NAME}/1", str(tmp_path / "missing")], "does not exist"),
+        ([f"models:/{NAME}/1", str(empty)], "holds no images"),
     ]
     for args, says in cases:
         result = detect(["predict", *args, "--tracking-uri", store.uri], tmp_path)

@@ -42,7 +42,10 @@ def collect(inputs: Sequence[str | Path]) -> ImageInputs:
     for raw in inputs:
         path = Path(raw)
         if path.is_dir():
-            collected.found.extend(list_images(path))
+            images = list_images(path)
+            if not images:
+                raise DataError(f"{path} holds no images (.jpg/.jpeg/.png/.bmp/.gif/.webp)")
+            collected.found.extend(images)
         elif path.is_file():
             if not is_image_file(path):
                 raise DataError(f"{path} is not an image (.jpg/.jpeg/.png/.bmp/.gif/.webp)")

@@ -17,12 +17,15 @@ from deepfake_detect.tracking.vocabulary import EPOCH_KEYS, TEST_KEYS
 SUMMARY_METRICS = ("val_auc", "val_acc", "val_loss", "test_auc", "test_acc")
 
 
-def summarise_sweep(client: MlflowClient, parent_run_id: str, experiment: str) -> None:
-    """Log the children summary, best child, leaderboard and val_auc plot on the parent."""
+def summarise_sweep(
+    client: MlflowClient, parent_run_id: str, experiment: str, metric: str = "val_auc"
+) -> None:
+    """Log the children summary, the best child by ``metric`` (the jobs' ``trainer.monitor``),
+    the sweep's leaderboard and the dropout x lr plot on the parent run."""
     records = read_store(
         client.tracking_uri, [experiment], parent_run_id, True, [*EPOCH_KEYS, *TEST_KEYS]
     )
-    board = build_leaderboard(records, "val_auc", "best")
+    board = build_leaderboard(records, metric, "best")
     table = board.table
     children = len(table)
     finished_ids = {record.run_id for record in records if record.status == "FINISHED"}

@@ -104,7 +104,12 @@ class MlflowSweepCallback(Callback):
         try:
             from deepfake_detect.leaderboard.sweep_summary import summarise_sweep
 
-            summarise_sweep(client, self.parent_run_id, str(config.tracking.experiment))
+            summarise_sweep(
+                client,
+                self.parent_run_id,
+                str(config.tracking.experiment),
+                str(config.trainer.monitor),
+            )
             status = "FINISHED"
         except Exception as error:  # Hydra only warns about callback errors: record it
             client.set_tag(
