@@ -99,25 +99,24 @@ def training_cases(profile: dict, work: Path) -> tuple[dict, dict]:
     runs: dict[str, list[Throughput]] = {
         name: [] for name in ("seed_loop", "ours", "ceiling", "tracked")
     }
-    logger_share: list[float] = []
-    exact_metric_share: list[float] = []
+    shares: dict[str, list[float]] = {}
     for repeat in range(profile["repeats"]):
         runs["seed_loop"].append(cases.seed_loop(spec))
         runs["ours"].append(cases.ours(spec, policy))
         runs["ceiling"].append(cases.ceiling(spec, policy))
-        speed, share, metric_share = cases.tracked(spec, policy, work / f"tracked{repeat}.db")
+        speed, share = cases.tracked(spec, policy, work / f"tracked{repeat}.db")
         runs["tracked"].append(speed)
-        logger_share.append(share)
-        exact_metric_share.append(metric_share)
+        for key, value in share.items():
+            shares.setdefault(key, []).append(value)
     speed = {name: [t.images_per_s for t in values] for name, values in runs.items()}
     pairs = list(zip(speed["seed_loop"], speed["ours"], speed["ceiling"], strict=True))
     ratios = {
         "ours_vs_seed_loop": statistics.median(o / s for s, o, _ in pairs),
         "pipeline_efficiency": statistics.median(o / c for _, o, c in pairs),
-        # seconds spent inside our MLflow callback / fit seconds (the loop waits for it)
-        "tracking_overhead": statistics.median(logger_share),
-        # exact val metrics (AUC included) from the epoch's one predict pass / fit seconds
-        "exact_val_metrics_overhead": statistics.median(exact_metric_share),
+        # seconds inside each trainer callback / fit seconds (the loop waits for them):
+        # tracking_overhead (MLflow logger), exact_val_metrics_overhead (exact val metrics from
+        # the epoch's one predict pass), precise_batchnorm_overhead (16 forward batches)
+        **{key: statistics.median(values) for key, values in shares.items()},
     }
     table = {
         name: {
@@ -146,6 +145,11 @@ def print_table(result: dict) -> None:
     print(f"\nours / seed_loop       {ratios['ours_vs_seed_loop']:.2f}x   (target >= 1.25x)")
     print(f"pipeline efficiency    {ratios['pipeline_efficiency']:.2f}    (target >= 0.95)")
     print(f"tracking overhead      {100 * ratios['tracking_overhead']:.2f}%   (target <= 1%)")
+    exact = 100 * ratios["exact_val_metrics_overhead"]
+    print(f"exact val metrics      {exact:.2f}%   (target <= 2%)")
+    print(
+        f"precise BatchNorm      {100 * ratios['precise_batchnorm_overhead']:.2f}%   (of fit time)"
+    )
 
 
 def main(argv: list[str] | None = None) -> int:

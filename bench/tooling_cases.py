@@ -26,12 +26,11 @@ def fill_store(uri: str, runs: int, epochs: int) -> None:
     import uuid
 
     from mlflow.entities import Param
-    from mlflow.tracking import MlflowClient
 
-    from deepfake_detect.tracking.store import sqlite_path
+    from deepfake_detect.tracking.store import sqlite_path, store_client
     from deepfake_detect.tracking.vocabulary import EPOCH_KEYS, RUN_TYPE_TAG, TEST_KEYS, TRAINING
 
-    client = MlflowClient(tracking_uri=uri)
+    client = store_client(uri)
     experiment_id = client.create_experiment("bench-leaderboard")
     template = client.create_run(
         experiment_id, run_name="template", tags={RUN_TYPE_TAG: TRAINING}
@@ -149,7 +148,7 @@ def sweep_overhead(folder: Path, data_root: Path, size: int, epochs: int) -> dic
     data loading, model build, fit, evaluation, plots, logging) against its ``fit_seconds``.
     The 1-trial multirun wall time is reported beside the 4-trial one.
     """
-    from mlflow.tracking import MlflowClient
+    from deepfake_detect.tracking.store import store_client
 
     walls, children = {}, []
     for trials in (1, 4):
@@ -173,7 +172,7 @@ def sweep_overhead(folder: Path, data_root: Path, size: int, epochs: int) -> dic
             cwd=PROJECT_ROOT,
         )
         walls[trials] = time.perf_counter() - start
-        client = MlflowClient(tracking_uri=uri)
+        client = store_client(uri)
         children = client.search_runs(
             [client.get_experiment_by_name("deepfake_detect").experiment_id],
             "tags.run_type = 'training'",

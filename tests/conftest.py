@@ -21,6 +21,26 @@ CONF_DIR = CONFIG_DIR
 TINY_SIZE = 32
 
 
+@pytest.fixture(autouse=True)
+def no_leftover_mlflow_state():
+    """No test may pass through MLflow state an earlier test left: after each test, end any
+    active run and clear the process-global tracking/registry URIs and the ``MLFLOW_*``
+    variables MLflow's setters export."""
+    saved = {k: v for k, v in os.environ.items() if k.startswith("MLFLOW_")}
+    yield
+    import mlflow
+    import mlflow.tracking._model_registry.utils as registry_utils
+    import mlflow.tracking._tracking_service.utils as tracking_utils
+
+    while mlflow.active_run():
+        mlflow.end_run()
+    tracking_utils._tracking_uri = None
+    registry_utils._registry_uri = None
+    for key in [k for k in os.environ if k.startswith("MLFLOW_")]:
+        os.environ.pop(key)
+    os.environ.update(saved)
+
+
 @pytest.fixture(scope="session")
 def tiny_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """32 px synthetic dataset: 16 train, 8 val, 8 test images per class."""
@@ -42,6 +62,7 @@ def tiny_overrides(data_root: Path, uri: str, cache_dir: Path) -> list[str]:
         f"data.image_size={TINY_SIZE}",
         f"data.cache_dir={cache_dir}",
         f"tracking.uri={uri}",
+        f"paths.log_dir={cache_dir.parent / 'logs'}",  # Hydra's run folders: not in the checkout
         "trainer.epochs=2",
         "trainer.batch_size=8",
         "trainer.verbose=0",

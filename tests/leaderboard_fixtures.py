@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from mlflow.entities import Metric, Param, RunTag
 from mlflow.tracking import MlflowClient
 
+from deepfake_detect.tracking.store import store_client
 from deepfake_detect.tracking.vocabulary import PARENT_TAG, RUN_TYPE_TAG, SWEEP, TRAINING
 
 
@@ -80,7 +81,7 @@ def sweep_parent(client: MlflowClient, experiment_id: str) -> str:
 
 def populate(uri: str) -> dict[str, str]:
     """Four runs of experiment ``golden``: best epoch != last, a failed one, a swapped one."""
-    client = MlflowClient(tracking_uri=uri)
+    client = store_client(uri)
     eid = client.create_experiment("golden")
     params = {"model.dropout": "0.3", "optimizer.lr": "0.005", "model.name": "cnn_baseline"}
     ids = {}

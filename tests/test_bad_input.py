@@ -3,20 +3,26 @@
 from __future__ import annotations
 
 import shutil
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import numpy as np
 import pytest
-from mlflow.tracking import MlflowClient
 from PIL import Image
 
 from deepfake_detect.data.layout import DataError
 from deepfake_detect.data.synthetic import generate_dataset
+from deepfake_detect.tracking.store import store_client
 from deepfake_detect.training.main import run_training
+from tests.conftest import clean_env, tiny_overrides
 
 
 def runs_in(uri: str):
-    client = MlflowClient(tracking_uri=uri)
+    client = store_client(uri)
     experiment = client.get_experiment_by_name("deepfake_detect")
     return [] if experiment is None else client.search_runs([experiment.experiment_id])
 
@@ -89,6 +95,7 @@ def test_skip_corrupt_logs_how_many(tiny_cfg, store_uri, own_data):
     )
 
 
+@pytest.mark.training
 def test_mixed_formats_sizes_and_junk_files(tiny_cfg, store_uri, own_data):
     real = own_data / "Train" / "Real"
     Image.fromarray(np.full((50, 70), 120, np.uint8), mode="L").save(real / "gray.PNG")
@@ -170,3 +177,43 @@ def test_non_finite_validation_loss_trips_the_guard():
     assert guard.model.stop_training
     with pytest.raises(NonFiniteLossError, match="validation loss became nan at epoch 1"):
         guard.raise_if_tripped()
+
+
+def epoch_logged(db: Path) -> bool:
+    """A read-only look (no schema creation racing the trainer's): an epoch is logged."""
+    if not db.is_file():
+        return False
+    try:
+        with sqlite3.connect(f"file:{db}?mode=ro", uri=True) as connection:
+            query = "SELECT COUNT(*) FROM metrics WHERE key = 'train_loss'"
+            return connection.execute(query).fetchone()[0] > 0
+    except sqlite3.Error:
+        return False
+
+
+@pytest.mark.training
+def test_sigterm_marks_the_run_killed(tmp_path, tiny_data):
+    """``kill`` / ``timeout`` / a scheduler's time limit: the run ends KILLED, exit 143."""
+    uri = f"sqlite:///{tmp_path / 'mlruns' / 'mlflow.db'}"
+    args = [
+        sys.executable,
+        "-m",
+        "deepfake_detect.train",
+        *tiny_overrides(tiny_data, uri, tmp_path / "cache"),
+        "trainer.epochs=500",
+    ]
+    process = subprocess.Popen(
+        args, cwd=tmp_path, env=clean_env(), stderr=subprocess.PIPE, text=True
+    )
+    try:
+        deadline = time.monotonic() + 300
+        while time.monotonic() < deadline and not epoch_logged(tmp_path / "mlruns" / "mlflow.db"):
+            time.sleep(1)
+        process.send_signal(signal.SIGTERM)
+        _, stderr = process.communicate(timeout=120)
+    finally:
+        process.kill()
+    assert process.returncode == 143, stderr[-2000:]
+    (run,) = runs_in(uri)
+    assert run.info.status == "KILLED"
+    assert "SIGTERM" in run.data.tags["error"]

@@ -99,14 +99,13 @@ def test_multi_worker_needs_tf_config(monkeypatch):
 
 @pytest.mark.training
 def test_runtime_choices_are_logged(tiny_cfg, store_uri):
-    from mlflow.tracking import MlflowClient
-
+    from deepfake_detect.tracking.store import store_client
     from deepfake_detect.training.main import run_training
 
     run_training(
         tiny_cfg("trainer.precision=float32", "trainer.epochs=1", "tracking.log_model=false")
     )
-    client = MlflowClient(tracking_uri=store_uri)
+    client = store_client(store_uri)
     (run,) = client.search_runs([client.get_experiment_by_name("deepfake_detect").experiment_id])
     params = run.data.params
     assert params["runtime.precision"] == "float32"
@@ -125,7 +124,10 @@ def test_bench_runs_end_to_end_in_tiny_mode(tmp_path):
         "ours_vs_seed_loop",
         "pipeline_efficiency",
         "tracking_overhead",
+        "exact_val_metrics_overhead",
+        "precise_batchnorm_overhead",
     }
+    assert 0 < report["ratios"]["exact_val_metrics_overhead"] < 1
     for case in ("seed_loop", "ours", "ceiling"):
         assert report["cases"][case]["images_per_s"] > 0
     assert report["cases"]["leaderboard_export"]["runs"] == 20

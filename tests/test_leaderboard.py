@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pandas as pd
 import pytest
-from mlflow.tracking import MlflowClient
+from mlflow.entities import Metric
 
 from deepfake_detect.commands.cli import main
 from deepfake_detect.config.output_files import OutputError, write_atomically
+from deepfake_detect.tracking.store import store_client
 from tests.conftest import run_cli
 from tests.leaderboard_fixtures import Split, log_run, populate, sweep_parent
 
@@ -70,7 +72,7 @@ def test_swapped_counts_are_flagged(golden_store, tmp_path, capsys):
 
 
 def test_sweep_filter_and_duplicate_names(store_uri, tmp_path):
-    client = MlflowClient(tracking_uri=store_uri)
+    client = store_client(store_uri)
     eid = client.create_experiment("sweeps")
     parent = sweep_parent(client, eid)
     epoch = [(Split(0.5, 0.8, 40, 10, 40, 10), Split(0.5, 0.8, 40, 10, 40, 10))]
@@ -117,7 +119,7 @@ def test_missing_store_is_an_error_not_a_new_store(tmp_path, capsys):
 
 
 def test_empty_selection_writes_header_only(store_uri, tmp_path, capsys):
-    MlflowClient(tracking_uri=store_uri).create_experiment("empty")
+    store_client(store_uri).create_experiment("empty")
     out = tmp_path / "x.csv"
     assert export(store_uri, out, "--experiment", "empty") == 0
     assert out.read_text().splitlines()[0].startswith("model,train_loss,train_acc")
@@ -194,7 +196,7 @@ def test_api_reader_matches_sql_reader(store_uri, sweep):
     from deepfake_detect.tracking.vocabulary import EPOCH_KEYS, TEST_KEYS
 
     populate(store_uri)
-    client = MlflowClient(tracking_uri=store_uri)
+    client = store_client(store_uri)
     parent = sweep_parent(client, client.get_experiment_by_name("golden").experiment_id)
     epoch = [(Split(0.5, 0.8, 40, 10, 40, 10), Split(0.5, 0.8, 40, 10, 40, 10))]
     log_run(
@@ -211,3 +213,28 @@ def test_api_reader_matches_sql_reader(store_uri, sweep):
     api = build_leaderboard(read_runs_api(store_uri, *args)).table
     assert len(sql) == (1 if sweep else 5)
     pd.testing.assert_frame_equal(sql, api)
+
+
+def test_best_row_is_the_runs_model_epoch_even_when_ranked_by_another_metric(
+    store_uri, tmp_path, capsys
+):
+    """A run that chose its model by val_loss: its row reports that epoch, with a warning."""
+    client = store_client(store_uri)
+    experiment = client.create_experiment("monitors")
+    run_id = log_run(
+        client,
+        experiment,
+        "by-loss",
+        [
+            (Split(0.6, 0.7, 30, 20, 30, 20), Split(0.50, 0.95, 40, 10, 40, 10)),
+            (Split(0.4, 0.8, 40, 10, 40, 10), Split(0.10, 0.80, 45, 5, 45, 5)),
+        ],
+        Split(0.2, 0.85, 40, 10, 40, 10),
+        {"trainer.monitor": "val_loss"},
+    )
+    client.log_batch(run_id, metrics=[Metric("best_epoch", 1, 9000, 0)])  # the val_loss pick
+    out = tmp_path / "board.csv"
+    assert export(store_uri, out) == 0
+    row = pd.read_csv(out).iloc[0]
+    assert row["epoch"] == 1 and row["val_auc"] == 0.8
+    assert "chose their model by val_loss" in capsys.readouterr().err

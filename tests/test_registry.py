@@ -11,11 +11,13 @@ import mlflow
 import numpy as np
 import pandas as pd
 import pytest
-from mlflow.entities import Metric
+from mlflow.entities import Metric, Param
 from mlflow.tracking import MlflowClient
 from PIL import Image
 
+from deepfake_detect.config.paths import PROJECT_ROOT
 from deepfake_detect.data.images import load_image
+from deepfake_detect.tracking.store import store_client
 from deepfake_detect.tracking.vocabulary import RUN_TYPE_TAG, TRAINING
 from tests.conftest import TINY_SIZE, detect, run_cli, tiny_overrides
 from tests.helpers import read_predictions
@@ -51,7 +53,7 @@ def store(tmp_path_factory, tiny_data) -> Store:
             cwd=home,
         )
         assert result.returncode == 0, result.stderr[-3000:]
-    client = MlflowClient(tracking_uri=uri)
+    client = store_client(uri)
     runs = {
         name: client.search_runs([client.get_experiment_by_name(name).experiment_id])[0].info.run_id
         for name in ("deepfake_detect", "side")
@@ -128,7 +130,11 @@ def test_promote_ignores_runs_on_other_data_and_finds_models_past_the_first_page
         run_name="other-data",
         tags={RUN_TYPE_TAG: TRAINING, "dataset": "elsewhere", "dataset_fingerprint": "f" * 16},
     ).info.run_id
-    client.log_batch(other, metrics=[Metric(k, 0.9999, 0, 0) for k in ("val_auc", "train_loss")])
+    client.log_batch(
+        other,
+        metrics=[Metric(k, 0.9999, 0, 0) for k in ("val_auc", "train_loss")],
+        params=[Param("data.image_size", "32")],  # same size: only the data differs
+    )
     client.set_terminated(other, "FINISHED")
     for index in range(101):  # the champion's model is beyond the first search page
         client.create_registered_model(f"a-{index:03d}")
@@ -146,7 +152,13 @@ def test_promote_ignores_runs_on_other_data_and_finds_models_past_the_first_page
 
 
 @pytest.mark.parametrize(
-    ("alias", "says"), [("bad alias!", "not valid"), ("latest", "reserved"), ("v3", "reserved")]
+    ("alias", "says"),
+    [
+        ("bad alias!", "not valid"),
+        ("latest", "reserved"),
+        ("v3", "reserved"),
+        ("previous", "former holders"),
+    ],
 )
 def test_promote_rejects_bad_aliases_in_one_line(store, tmp_path, alias, says):
     result = promote(store, tmp_path, "--alias", alias)
@@ -155,12 +167,12 @@ def test_promote_rejects_bad_aliases_in_one_line(store, tmp_path, alias, says):
 
 
 def test_promote_without_finished_runs_changes_nothing(store_uri, tmp_path):
-    MlflowClient(tracking_uri=store_uri).create_experiment("deepfake_detect")
+    store_client(store_uri).create_experiment("deepfake_detect")
     result = detect(
         ["promote", "--tracking-uri", store_uri, "--experiment", "deepfake_detect"], tmp_path
     )
     assert result.returncode == 1 and "no FINISHED runs" in result.stderr
-    assert MlflowClient(tracking_uri=store_uri).search_registered_models() == []
+    assert store_client(store_uri).search_registered_models() == []
 
 
 def test_promote_does_not_import_tensorflow(store, tmp_path):
@@ -232,23 +244,35 @@ def test_predict_folder_matches_model_predict(store, tiny_data, tmp_path):
 
 
 def test_readme_predict_line_uses_the_project_store_from_anywhere(store, tiny_data, tmp_path):
-    """``deepfake-detect predict models:/deepfake-detector@champion FOLDER`` with no URI flag."""
+    """The README's ``deepfake-detect predict models:/deepfake-detector@champion FOLDER``, with no
+    URI flag and no variables, from another directory: found through the checkout it was
+    installed from (here a copy of the package in a fake checkout), and via
+    ``DEEPFAKE_DETECT_HOME``."""
     if "champion" not in store.client.get_registered_model(NAME).aliases:
         store.client.set_registered_model_alias(NAME, "champion", "1")
-    folder = tiny_data / "Test" / "Fake"
-    result = detect(
-        ["predict", f"models:/{NAME}@champion", str(folder)],
-        tmp_path,
-        env={"DEEPFAKE_DETECT_HOME": str(store.home)},
+    checkout = tmp_path / "checkout"
+    shutil.copytree(
+        PROJECT_ROOT / "deepfake_detect",
+        checkout / "deepfake_detect",
+        ignore=shutil.ignore_patterns("__pycache__"),
     )
-    assert result.returncode == 0, result.stderr
-    assert len(result.stdout.splitlines()) == 1 + 8
+    shutil.copy(PROJECT_ROOT / "pyproject.toml", checkout / "pyproject.toml")
+    (checkout / ".git").mkdir()
+    shutil.copytree(store.home / "mlruns", checkout / "mlruns")
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    folder = tiny_data / "Test" / "Fake"
+    readme_line = ["predict", f"models:/{NAME}@champion", str(folder)]
+    for env in ({"PYTHONPATH": str(checkout)}, {"DEEPFAKE_DETECT_HOME": str(store.home)}):
+        result = detect(readme_line, elsewhere, env=env)
+        assert result.returncode == 0, result.stderr
+        assert len(result.stdout.splitlines()) == 1 + 8
     run_id = store.runs["deepfake_detect"]
     result = detect(
-        ["predict", f"runs:/{run_id}/model", str(folder), "--tracking-uri", store.uri], tmp_path
+        ["predict", f"runs:/{run_id}/model", str(folder), "--tracking-uri", store.uri], elsewhere
     )
     assert result.returncode == 0, result.stderr
-    assert not (tmp_path / "mlflow.db").exists()
+    assert list(elsewhere.iterdir()) == []  # no ./mlflow.db, nothing else
 
 
 def test_user_errors_are_one_line(store, tmp_path):

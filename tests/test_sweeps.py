@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 import yaml
-from mlflow.tracking import MlflowClient
 
+from deepfake_detect.tracking.store import store_client
 from deepfake_detect.tracking.vocabulary import PARENT_TAG, RUN_TYPE_TAG, SWEEP
 from tests.conftest import TINY_SIZE, run_cli
 from tests.helpers import write_separable_data
@@ -35,7 +35,7 @@ def multirun(tiny_data: Path, tmp_path: Path, *overrides: str):
         cwd=tmp_path,
     )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    client = MlflowClient(tracking_uri=uri)
+    client = store_client(uri)
     runs = client.search_runs([client.get_experiment_by_name("deepfake_detect").experiment_id])
     parents = [r for r in runs if r.data.tags.get(RUN_TYPE_TAG) == SWEEP]
     assert len(parents) == 1
@@ -137,7 +137,7 @@ def test_failed_sweep_summary_leaves_parent_failed(store_uri, monkeypatch):
     import deepfake_detect.training.sweep_callback as sweep_callback
     from deepfake_detect.tracking.store import ensure_experiment
 
-    client = MlflowClient(tracking_uri=store_uri)
+    client = store_client(store_uri)
     parent = client.create_run(ensure_experiment(store_uri, "deepfake_detect"))
     callback = sweep_callback.MlflowSweepCallback()
     callback.uri, callback.parent_run_id = store_uri, parent.info.run_id

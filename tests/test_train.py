@@ -16,6 +16,7 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from deepfake_detect.metrics.binary import roc_auc
+from deepfake_detect.tracking.store import store_client
 from deepfake_detect.tracking.vocabulary import EPOCH_KEYS, TEST_KEYS
 from deepfake_detect.training.main import run_training
 from tests.conftest import detect, run_cli, tiny_overrides
@@ -62,7 +63,7 @@ def trained(tmp_path_factory) -> Trained:
         "+trainer.callbacks.sabotage._target_=tests.helpers.ZeroWeightsAtLastEpoch",
     )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    client = MlflowClient(tracking_uri=uri)
+    client = store_client(uri)
     (run,) = client.search_runs([client.get_experiment_by_name("deepfake_detect").experiment_id])
     return Trained(uri, data, client, run, result.stdout, home)
 
@@ -191,7 +192,7 @@ def test_same_seed_same_first_epoch(tiny_cfg, store_uri):
     cfg = tiny_cfg("seed=7", "trainer.epochs=1", "tracking.log_model=false")
     run_training(cfg)
     run_training(cfg)
-    client = MlflowClient(tracking_uri=store_uri)
+    client = store_client(store_uri)
     runs = client.search_runs([client.get_experiment_by_name("deepfake_detect").experiment_id])
     first, second = (r.data.metrics for r in runs)
     for key in EPOCH_KEYS:

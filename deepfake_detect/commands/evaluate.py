@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from deepfake_detect.commands.options import MODEL_URI_HELP
+from deepfake_detect.commands.options import MODEL_URI_HELP, positive_int
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -21,15 +21,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default="deepfake_detect-evaluation",
         help="experiment the evaluation run is logged to (default deepfake_detect-evaluation)",
     )
-    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--batch-size", type=positive_int, default=64, help="images per batch")
 
 
 def run(args: argparse.Namespace) -> int:
     """Evaluate, log metrics and plots in a run linked to the model version, print metrics."""
     from mlflow.exceptions import MlflowException
 
-    from deepfake_detect.data.layout import DataError
-    from deepfake_detect.inference.evaluate import evaluate_model, require_split_folder
+    from deepfake_detect.data.layout import DataError, require_split_folder
     from deepfake_detect.inference.model_source import open_model
     from deepfake_detect.tracking.registered_models import RegistryError
     from deepfake_detect.tracking.store import StoreNotFoundError, resolve_tracking_uri
@@ -38,10 +37,12 @@ def run(args: argparse.Namespace) -> int:
     try:
         require_split_folder(args.data, args.split)
         loaded = open_model(uri, args.model_uri)
+        from deepfake_detect.inference.evaluate import evaluate_model  # TensorFlow loads here
+
         result = evaluate_model(
             loaded, uri, args.data, args.split, args.output_experiment, args.batch_size
         )
-    except (DataError, RegistryError, StoreNotFoundError, MlflowException) as error:
+    except (DataError, RegistryError, StoreNotFoundError, MlflowException, ValueError) as error:
         print(f"error: {str(error).splitlines()[0]}", file=sys.stderr)
         return 2
     report = result.report

@@ -17,4 +17,15 @@ def add_run_selection(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--metric", default="val_auc", help="ranking metric (default val_auc)")
 
 
+def positive_int(text: str) -> int:
+    """argparse type: an integer >= 1 (``--batch-size 0`` is a usage error, not a crash)."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer >= 1")
+    return value
+
+
 MODEL_URI_HELP = "models:/NAME@ALIAS, models:/NAME/VERSION or runs:/RUN_ID/model"

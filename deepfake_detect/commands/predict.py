@@ -8,7 +8,7 @@ import io
 import sys
 from pathlib import Path
 
-from deepfake_detect.commands.options import MODEL_URI_HELP
+from deepfake_detect.commands.options import MODEL_URI_HELP, positive_int
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -21,7 +21,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         type=float,
         help="decision threshold (default: the model's validation Youden threshold)",
     )
-    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--batch-size", type=positive_int, default=64, help="images per batch")
 
 
 def progress(done: int, total: int) -> None:
@@ -45,13 +45,14 @@ def run(args: argparse.Namespace) -> int:
     from deepfake_detect.data.layout import DataError
     from deepfake_detect.inference.image_inputs import collect
     from deepfake_detect.inference.model_source import open_model
-    from deepfake_detect.inference.predict import predict_paths
     from deepfake_detect.tracking.registered_models import RegistryError
     from deepfake_detect.tracking.store import StoreNotFoundError, resolve_tracking_uri
 
     try:
         inputs = collect(args.paths)  # wrong paths fail before TensorFlow loads
         loaded = open_model(resolve_tracking_uri(args.tracking_uri), args.model_uri)
+        from deepfake_detect.inference.predict import predict_paths
+
         result = predict_paths(
             loaded,
             inputs,

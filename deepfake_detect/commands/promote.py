@@ -31,15 +31,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Promote; prints what changed only after it changed. Exit 1 when no run qualifies."""
+    """Promote; prints what changed only after it changed. Exit 1 when no finished run
+    matches, 2 on bad input or when no comparable run has a model."""
     from mlflow.exceptions import MlflowException
-    from mlflow.tracking import MlflowClient
 
     from deepfake_detect.leaderboard.reader import collect
     from deepfake_detect.leaderboard.records import StoreError
-    from deepfake_detect.registry.promotion import PREVIOUS_ALIAS, apply_plan, plan_promotion
+    from deepfake_detect.registry.promotion import apply_plan, plan_promotion, previous_alias
     from deepfake_detect.tracking.registered_models import RegistryError, validate_alias
-    from deepfake_detect.tracking.store import resolve_tracking_uri
+    from deepfake_detect.tracking.store import resolve_tracking_uri, store_client
 
     uri = resolve_tracking_uri(args.tracking_uri)
     try:
@@ -48,7 +48,7 @@ def run(args: argparse.Namespace) -> int:
         if board.table.empty:
             print("error: no FINISHED runs match; nothing was changed", file=sys.stderr)
             return 1
-        client = MlflowClient(tracking_uri=uri, registry_uri=uri)
+        client = store_client(uri)
         plan = plan_promotion(
             client, board, args.model_name, args.alias, args.dataset, args.image_size, args.force
         )
@@ -83,5 +83,5 @@ def run(args: argparse.Namespace) -> int:
         print(f"registered run {new.run_id[:8]} as {args.model_name} v{version.version}")
     print(f"moved {target}: {old_text} -> v{version.version} ({new_text}, {new.data.describe()})")
     if plan.champion is not None and plan.champion.version != version.version:
-        print(f"moved {args.model_name}@{PREVIOUS_ALIAS} -> v{plan.champion.version}")
+        print(f"moved {args.model_name}@{previous_alias(args.alias)} -> v{plan.champion.version}")
     return 0

@@ -7,9 +7,16 @@ from omegaconf import OmegaConf
 from deepfake_detect.config.paths import DEFAULT_TRACKING_URI, PROJECT_ROOT
 
 
+def optimisation_direction(monitor: str) -> str:
+    """``minimize`` for a loss, ``maximize`` for auc/acc/precision/recall."""
+    return "minimize" if str(monitor).endswith("loss") else "maximize"
+
+
 def register_resolvers() -> None:
     """Register the project's resolvers once per process (idempotent)."""
     if not OmegaConf.has_resolver("dfd.root"):
         OmegaConf.register_new_resolver("dfd.root", lambda: str(PROJECT_ROOT))
+    if not OmegaConf.has_resolver("dfd.direction"):  # Optuna's direction for trainer.monitor
+        OmegaConf.register_new_resolver("dfd.direction", optimisation_direction)
     if not OmegaConf.has_resolver("dfd.default_tracking_uri"):
         OmegaConf.register_new_resolver("dfd.default_tracking_uri", lambda: DEFAULT_TRACKING_URI)

@@ -10,6 +10,10 @@ class ConfigError(ValueError):
     """A config value that cannot train; the message names the key and the allowed values."""
 
 
+class RunFailed(RuntimeError):
+    """A run failed for a reason the user can act on (the message says what to change)."""
+
+
 # the epoch metrics a run can select its best epoch by (direction: max, except loss)
 MONITORS: tuple[str, ...] = ("val_auc", "val_acc", "val_precision", "val_recall", "val_loss")
 

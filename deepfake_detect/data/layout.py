@@ -68,6 +68,14 @@ def require_root(root: str | Path | None) -> Path:
     return path
 
 
+def require_split_folder(root: str | Path, split: str) -> Path:
+    """``root/split`` must exist (checked before a model loads, so a typo fails fast)."""
+    folder = require_root(root) / split
+    if not folder.is_dir():
+        raise DataError(f"split folder {folder} is missing; pick one with --split")
+    return folder
+
+
 def scan_split(root: Path, split: str, classes: list[str]) -> SplitFiles:
     """List one split; ``classes`` is ``[negative, positive]``. Raises on missing/empty folders."""
     split_dir = root / split

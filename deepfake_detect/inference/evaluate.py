@@ -6,17 +6,15 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
-from mlflow.tracking import MlflowClient
-
 from deepfake_detect.data.decode_cache import decode_split
-from deepfake_detect.data.layout import DataError, require_root, scan_split
+from deepfake_detect.data.layout import require_root, scan_split
 from deepfake_detect.data.pipeline import make_dataset
 from deepfake_detect.inference.model_source import LoadedModel
 from deepfake_detect.metrics.report import SplitReport, report_split
+from deepfake_detect.models.heads import predict_scores
 from deepfake_detect.tracking.lifecycle import tracked_run
-from deepfake_detect.tracking.store import ensure_experiment
-from deepfake_detect.tracking.vocabulary import EVALUATION, RUN_TYPE_TAG
+from deepfake_detect.tracking.store import ensure_experiment, store_client
+from deepfake_detect.tracking.vocabulary import EVALUATION, RUN_TYPE_TAG, THRESHOLD_KEY
 
 SPLIT_PREFIXES = {"Train": "train", "Validation": "val", "Test": "test"}
 
@@ -32,14 +30,6 @@ class Evaluation:
     report: SplitReport
 
 
-def require_split_folder(data_root: Path, split: str) -> Path:
-    """``data_root/split`` must exist (checked before the model loads, so typos fail fast)."""
-    folder = require_root(data_root) / split
-    if not folder.is_dir():
-        raise DataError(f"split folder {folder} is missing; pick one with --split")
-    return folder
-
-
 def evaluate_model(
     loaded: LoadedModel,
     tracking_uri: str,
@@ -53,7 +43,7 @@ def evaluate_model(
     files = scan_split(require_root(data_root), split, names)
     decoded = decode_split(files, loaded.image_size, skip_corrupt=True)
     dataset = make_dataset(decoded, batch_size, shuffle=False, seed=0)
-    prob = np.asarray(loaded.model.predict(dataset, verbose=0), np.float32).ravel()
+    prob = predict_scores(loaded.model, dataset)
     prefix = SPLIT_PREFIXES.get(split, split.lower())
     source = loaded.source
     tags = {
@@ -65,9 +55,9 @@ def evaluate_model(
         "data_root": str(files.root),
         "split": split,
         "skipped_images": str(len(decoded.skipped)),
-        "decision_threshold": f"{loaded.meaning.threshold:.6f}",
+        THRESHOLD_KEY: f"{loaded.meaning.threshold:.6f}",
     }
-    client = MlflowClient(tracking_uri=tracking_uri)
+    client = store_client(tracking_uri)
     experiment_id = ensure_experiment(tracking_uri, experiment)
     with tracked_run(client, experiment_id, f"evaluate-{source.uri}", tags) as run:
         run_id = run.info.run_id

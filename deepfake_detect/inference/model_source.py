@@ -15,11 +15,17 @@ from typing import Any
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
+from deepfake_detect.metrics.binary import DEFAULT_THRESHOLD
 from deepfake_detect.tracking.registered_models import RegistryError, describe_model, require_model
-from deepfake_detect.tracking.store import require_existing_store
-from deepfake_detect.tracking.vocabulary import THRESHOLD_METRIC
+from deepfake_detect.tracking.store import require_existing_store, store_client
+from deepfake_detect.tracking.vocabulary import (
+    CLASS_NAMES_KEY,
+    CLASS_NAMES_TAG,
+    IMAGE_SIZE_KEY,
+    THRESHOLD_KEY,
+    THRESHOLD_METRIC,
+)
 
-DEFAULT_THRESHOLD = 0.5
 DEFAULT_CLASSES = ("Real", "Fake")
 _MODELS_URI = re.compile(r"^models:/(?P<name>[^/@]+)(?:/(?P<version>\d+)|@(?P<alias>[\w-]+))$")
 _RUNS_URI = re.compile(r"^runs:/(?P<run_id>[0-9a-f]{32})(?:/.*)?$")
@@ -91,18 +97,18 @@ def resolve_source(client: MlflowClient, uri: str) -> ModelSource:
 def score_meaning(client: MlflowClient, source: ModelSource, metadata: dict | None) -> ScoreMeaning:
     """From the logged model's metadata; models logged before it existed use their run."""
     metadata = metadata or {}
-    threshold = metadata.get("decision_threshold")
-    classes = metadata.get("class_names")
+    threshold = metadata.get(THRESHOLD_KEY)
+    classes = metadata.get(CLASS_NAMES_KEY)
     if (threshold is None or not classes) and source.run_id is not None:
         run = client.get_run(source.run_id)
         threshold = threshold if threshold is not None else run.data.metrics.get(THRESHOLD_METRIC)
-        classes = classes or (run.data.tags.get("class_names") or "").split(",")
+        classes = classes or (run.data.tags.get(CLASS_NAMES_TAG) or "").split(",")
     if not classes or len(classes) != 2:
         classes = DEFAULT_CLASSES
     return ScoreMeaning(
         threshold=float(threshold) if threshold is not None else DEFAULT_THRESHOLD,
         class_names=(str(classes[0]), str(classes[1])),
-        image_size=int(metadata["image_size"]) if metadata.get("image_size") else None,
+        image_size=int(metadata[IMAGE_SIZE_KEY]) if metadata.get(IMAGE_SIZE_KEY) else None,
     )
 
 
@@ -116,7 +122,7 @@ def open_model(tracking_uri: str, model_uri: str) -> LoadedModel:
     require_existing_store(tracking_uri)
     mlflow.set_tracking_uri(tracking_uri)
     mlflow.set_registry_uri(tracking_uri)
-    client = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
+    client = store_client(tracking_uri)
     source = resolve_source(client, model_uri)
     try:
         info = mlflow.models.get_model_info(source.uri)

@@ -32,11 +32,13 @@ def predict_paths(
     a wrong path fails fast.
     """
     negative, positive = loaded.meaning.class_names
+    from deepfake_detect.models.heads import predict_scores  # Keras: only once a model is loaded
+
     rule = loaded.meaning.threshold if threshold is None else threshold
     result = Predictions(threshold=rule, positive=positive, skipped=inputs.skipped)
     total = len(inputs.paths)
     for batch in image_inputs.decode_batches(inputs, loaded.image_size, batch_size):
-        prob = loaded.model.predict(batch.images, verbose=0).ravel()
+        prob = predict_scores(loaded.model, batch.images)
         result.rows += [
             (str(path), float(score), positive if score > rule else negative)
             for path, score in zip(batch.paths, prob, strict=True)

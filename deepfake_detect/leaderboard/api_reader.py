@@ -19,6 +19,7 @@ from deepfake_detect.leaderboard.records import (
     check_sweep,
     choose_experiments,
 )
+from deepfake_detect.tracking.store import store_client
 from deepfake_detect.tracking.vocabulary import EVALUATION, PARENT_TAG, RUN_TYPE_TAG, SWEEP
 
 HTTP_CHUNK = 100
@@ -46,7 +47,7 @@ def read_runs_api(
     uri: str, names: Sequence[str], sweep: str | None, include_failed: bool, keys: Sequence[str]
 ) -> list[RunRecord]:
     """Training runs of the named experiments (of one sweep), with histories of ``keys``."""
-    client = MlflowClient(tracking_uri=uri)
+    client = store_client(uri)
     existing = {e.name: e.experiment_id for e in client.search_experiments()}
     experiments = choose_experiments(existing, names)
     ids = list(experiments)

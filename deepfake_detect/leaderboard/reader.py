@@ -13,7 +13,7 @@ from deepfake_detect.tracking.store import (
     require_existing_store,
     resolve_tracking_uri,
 )
-from deepfake_detect.tracking.vocabulary import EPOCH_KEYS, TEST_KEYS
+from deepfake_detect.tracking.vocabulary import BEST_EPOCH_METRIC, EPOCH_KEYS, TEST_KEYS
 
 DB_SCHEMES = ("sqlite", "postgresql", "mysql", "mssql")
 
@@ -54,6 +54,6 @@ def collect(
         experiments,
         sweep,
         include_failed,
-        [*EPOCH_KEYS, *TEST_KEYS],
+        [*EPOCH_KEYS, *TEST_KEYS, BEST_EPOCH_METRIC],
     )
     return build_leaderboard(records, metric, select)

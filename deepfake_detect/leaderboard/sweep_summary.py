@@ -12,7 +12,12 @@ from deepfake_detect.leaderboard.export import export, terminal_table
 from deepfake_detect.leaderboard.reader import read_store
 from deepfake_detect.leaderboard.table import build_leaderboard
 from deepfake_detect.metrics import plots
-from deepfake_detect.tracking.vocabulary import EPOCH_KEYS, TEST_KEYS
+from deepfake_detect.tracking.vocabulary import (
+    BEST_EPOCH_METRIC,
+    EPOCH_KEYS,
+    TEST_KEYS,
+    higher_is_better,
+)
 
 SUMMARY_METRICS = ("val_auc", "val_acc", "val_loss", "test_auc", "test_acc")
 
@@ -23,7 +28,11 @@ def summarise_sweep(
     """Log the children summary, the best child by ``metric`` (the jobs' ``trainer.monitor``),
     the sweep's leaderboard and the dropout x lr plot on the parent run."""
     records = read_store(
-        client.tracking_uri, [experiment], parent_run_id, True, [*EPOCH_KEYS, *TEST_KEYS]
+        client.tracking_uri,
+        [experiment],
+        parent_run_id,
+        True,
+        [*EPOCH_KEYS, *TEST_KEYS, BEST_EPOCH_METRIC],
     )
     board = build_leaderboard(records, metric, "best")
     table = board.table
@@ -46,9 +55,10 @@ def summarise_sweep(
             plots.sweep_grid(
                 [float(v) if v != "" else math.nan for v in finished["model.dropout"]],
                 [float(v) if v != "" else math.nan for v in finished["optimizer.lr"]],
-                [float(v) for v in finished["val_auc"]],
-                "val_auc",
-                Path(tmp) / "val_auc_by_dropout_lr.png",
+                [float(v) for v in finished[metric]],
+                metric,
+                Path(tmp) / f"{metric}_by_dropout_lr.png",
+                higher_is_better(metric),
             )
         client.log_artifacts(parent_run_id, tmp)
     print(terminal_table(board))

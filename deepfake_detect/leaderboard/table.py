@@ -11,8 +11,10 @@ import pandas as pd
 
 from deepfake_detect.leaderboard.records import RunRecord
 from deepfake_detect.tracking.vocabulary import (
+    BEST_EPOCH_METRIC,
     COUNT_METRICS,
     EPOCH_KEYS,
+    MONITOR_PARAM,
     SPLITS,
     TEST_KEYS,
     higher_is_better,
@@ -45,12 +47,17 @@ def validate_metric(metric: str) -> None:
 
 
 def select_step(record: RunRecord, metric: str, selection: str) -> int | None:
-    """The epoch a row reports: best by ``metric`` (earliest on ties) or the last one.
+    """The epoch a row reports: ``best`` is the run's model, i.e. its logged ``best_epoch``
+    (picked by its ``trainer.monitor``); runs without one (older or failed runs) take the best
+    epoch by ``metric`` (earliest on ties, NaN skipped). ``last`` is the last epoch.
 
     Test metrics exist at one step only (the epoch whose weights were tested), so ranking by
     one of them reports that epoch.
     """
     epochs = record.history.get("train_loss") or record.history.get(EPOCH_KEYS[0]) or {}
+    model_epoch = record.history.get(BEST_EPOCH_METRIC)
+    if selection == "best" and model_epoch:
+        return int(model_epoch[max(model_epoch)])
     if metric in TEST_KEYS and record.history.get(metric):
         return max(record.history[metric])
     if selection == "last":
@@ -160,4 +167,15 @@ def build_leaderboard(
     table["epoch"] = pd.to_numeric(table["epoch"]).astype("Int64")
     table = table.reset_index(drop=True)
     warnings = [w for _, row in table.iterrows() for w in consistency_warnings(row)]
+    other = sorted(
+        {r.params.get(MONITOR_PARAM, metric) for r in records} - {metric}
+        if selection == "best"
+        else set()
+    )
+    if other:
+        warnings.insert(
+            0,
+            f"runs chose their model by {', '.join(other)}, not {metric}: their rows report that "
+            f"epoch ranked by its {metric}; pass --metric {other[0]} to rank by it",
+        )
     return Leaderboard(table=table, warnings=warnings, metric=metric)

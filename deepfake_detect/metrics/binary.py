@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 EPSILON = 1e-7  # Keras' clipping for binary cross-entropy
+DEFAULT_THRESHOLD = 0.5  # the seed's convention (and Keras' threshold metrics)
 
 
 def _cumulative_counts(
@@ -61,7 +62,7 @@ def youden_threshold(y_true: np.ndarray, prob: np.ndarray) -> float:
 
 
 def binary_metrics(
-    y_true: np.ndarray, prob: np.ndarray, threshold: float = 0.5
+    y_true: np.ndarray, prob: np.ndarray, threshold: float = DEFAULT_THRESHOLD
 ) -> dict[str, float]:
     """loss, acc, precision, recall, auc, fn, fp, tn, tp; prediction is ``prob > threshold``.
 

@@ -128,6 +128,7 @@ def sweep_grid(
     values: Sequence[float],
     metric: str,
     path: Path,
+    higher_is_better: bool = True,
 ) -> Path:
     """``metric`` over (dropout, lr): a heatmap with one labelled cell per grid point (the
     best one outlined); a log-lr scatter when the points do not form a small grid."""
@@ -135,16 +136,25 @@ def sweep_grid(
     cols = sorted({float(lr) for lr in lrs if np.isfinite(lr)})
     if not rows or not cols or max(len(rows), len(cols)) > GRID_MAX_AXIS:
         return _sweep_scatter(dropouts, lrs, values, metric, path)
-    grid = np.full((len(rows), len(cols)), np.nan)
+    cells: dict[tuple[int, int], list[float]] = {}
     for dropout, lr, value in zip(dropouts, lrs, values, strict=True):
         if np.isfinite(dropout) and np.isfinite(lr):
-            grid[rows.index(float(dropout)), cols.index(float(lr))] = value
+            cells.setdefault((rows.index(float(dropout)), cols.index(float(lr))), []).append(value)
+    grid = np.full((len(rows), len(cols)), np.nan)
+    for cell, found in cells.items():  # several runs of one point (other seeds): their mean
+        grid[cell] = float(np.mean(found))
     fig = _figure((1.6 * len(cols) + 2.4, 0.9 * len(rows) + 1.6))
     axis = fig.add_subplot()
     image = axis.imshow(np.ma.masked_invalid(grid), cmap="viridis", aspect="auto")
-    best = np.unravel_index(np.nanargmax(grid), grid.shape) if np.isfinite(grid).any() else None
+    pick = np.nanargmax if higher_is_better else np.nanargmin
+    best = np.unravel_index(pick(grid), grid.shape) if np.isfinite(grid).any() else None
     for (row, col), value in np.ndenumerate(grid):
-        text = "no run" if np.isnan(value) else f"{value:.3f}"
+        runs = len(cells.get((row, col), []))
+        text = (
+            "no run"
+            if np.isnan(value)
+            else f"{value:.3f}" + (f"\n(mean of {runs})" if runs > 1 else "")
+        )
         weight = "bold" if best == (row, col) else "normal"
         colour = "white" if not np.isnan(value) and value < np.nanmean(grid) else "black"
         axis.text(col, row, text, ha="center", va="center", color=colour, weight=weight)

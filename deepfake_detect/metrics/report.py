@@ -10,9 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from deepfake_detect.metrics import plots
-from deepfake_detect.metrics.binary import binary_metrics
-
-DEFAULT_THRESHOLD = 0.5  # the seed's convention
+from deepfake_detect.metrics.binary import DEFAULT_THRESHOLD, binary_metrics
 
 
 @dataclass(frozen=True)

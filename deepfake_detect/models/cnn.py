@@ -13,19 +13,12 @@ from deepfake_detect.models.heads import image_input, sigmoid_head
 
 
 def build_cnn_baseline(
-    image_size: int,
-    dropout: float = 0.3,
-    batchnorm_momentum: float = 0.99,
-    name: str = "cnn_baseline",
+    image_size: int, dropout: float = 0.3, name: str = "cnn_baseline"
 ) -> keras.Model:
-    """The seed notebook's baseline, layer for layer, with one dropout rate.
-
-    ``batchnorm_momentum`` (Keras' default 0.99) sets how fast the BatchNorm moving statistics,
-    used at inference, follow the weights: a short run needs a lower value (see the README).
-    """
+    """The seed notebook's baseline, layer for layer, with one dropout rate."""
     inputs = image_input(image_size)
     x = layers.Rescaling(1.0 / 255)(inputs)
-    x = layers.BatchNormalization(momentum=batchnorm_momentum)(x)
+    x = layers.BatchNormalization()(x)
     x = layers.Dropout(dropout)(x)
     x = layers.Conv2D(32, (3, 3), activation="relu")(x)
     x = layers.MaxPooling2D((2, 2))(x)
@@ -35,19 +28,17 @@ def build_cnn_baseline(
     x = layers.Flatten()(x)
     x = layers.Dropout(dropout)(x)
     x = layers.Dense(32, activation="relu")(x)
-    x = layers.BatchNormalization(momentum=batchnorm_momentum)(x)
+    x = layers.BatchNormalization()(x)
     x = layers.Dropout(dropout)(x)
     x = layers.Dense(8, activation="relu")(x)
-    x = layers.BatchNormalization(momentum=batchnorm_momentum)(x)
+    x = layers.BatchNormalization()(x)
     return keras.Model(inputs, sigmoid_head(x), name=name)
 
 
-def _conv_block(
-    x: keras.KerasTensor, filters: int, convs: int, batchnorm_momentum: float
-) -> keras.KerasTensor:
+def _conv_block(x: keras.KerasTensor, filters: int, convs: int) -> keras.KerasTensor:
     for _ in range(convs):
         x = layers.Conv2D(filters, 3, padding="same", use_bias=False)(x)
-        x = layers.BatchNormalization(momentum=batchnorm_momentum)(x)
+        x = layers.BatchNormalization()(x)
         x = layers.Activation("relu")(x)
     return layers.MaxPooling2D(2)(x)
 
@@ -58,14 +49,13 @@ def build_vgg_like(
     filters: tuple[int, ...] = (32, 64, 128),
     convs_per_block: int = 1,
     dense_units: int = 64,
-    batchnorm_momentum: float = 0.99,
     name: str = "cnn",
 ) -> keras.Model:
     """Conv-BN-ReLU blocks with max pooling, global average pooling and a small head."""
     inputs = image_input(image_size)
     x = layers.Rescaling(1.0 / 255)(inputs)
     for width in filters:
-        x = _conv_block(x, int(width), convs_per_block, batchnorm_momentum)
+        x = _conv_block(x, int(width), convs_per_block)
     x = layers.GlobalAveragePooling2D()(x)
     x = layers.Dropout(dropout)(x)
     x = layers.Dense(dense_units, activation="relu")(x)

@@ -24,9 +24,20 @@ from deepfake_detect.tracking.registered_models import (
     validate_alias,
     version_for_run,
 )
-from deepfake_detect.tracking.vocabulary import higher_is_better
+from deepfake_detect.tracking.vocabulary import (
+    BEST_EPOCH_METRIC,
+    DATASET_TAG,
+    FINGERPRINT_TAG,
+    IMAGE_SIZE_PARAM,
+    higher_is_better,
+)
 
-PREVIOUS_ALIAS = "previous"
+PREVIOUS_ALIAS = "previous"  # the champion's former holder; other aliases get previous-<alias>
+
+
+def previous_alias(alias: str) -> str:
+    """Where the former holder of ``alias`` goes: ``previous`` for champion."""
+    return PREVIOUS_ALIAS if alias == "champion" else f"{PREVIOUS_ALIAS}-{alias}"
 
 
 @dataclass(frozen=True)
@@ -41,9 +52,9 @@ class DataIdentity:
     def of(cls, run: Run) -> DataIdentity:
         tags, params = run.data.tags, run.data.params
         return cls(
-            tags.get("dataset", ""),
-            tags.get("dataset_fingerprint", ""),
-            params.get("data.image_size", ""),
+            tags.get(DATASET_TAG, ""),
+            tags.get(FINGERPRINT_TAG, ""),
+            params.get(IMAGE_SIZE_PARAM, ""),
         )
 
     def describe(self) -> str:
@@ -82,7 +93,7 @@ def best_value(client: MlflowClient, run_id: str, metric: str) -> float | None:
     """A run's metric at its best epoch, chosen with the leaderboard's own rule."""
     history = {
         key: {m.step: m.value for m in client.get_metric_history(run_id, key)}
-        for key in {metric, "train_loss"}
+        for key in {metric, "train_loss", BEST_EPOCH_METRIC}
     }
     record = RunRecord(run_id, run_id, "FINISHED", "", "", {}, history)
     step = select_step(record, metric, "best")
@@ -105,6 +116,10 @@ def plan_promotion(
 ) -> Plan:
     """Pick the best run comparable with the champion (or ``dataset``/``image_size``)."""
     validate_alias(alias)
+    if alias.startswith(PREVIOUS_ALIAS):
+        raise RegistryError(
+            f"alias {alias!r} is where promote keeps former holders; choose another"
+        )
     registered = model_exists(client, model_name)
     champion = alias_holder(client, model_name, alias) if registered else None
     champion_data = DataIdentity.of(client.get_run(champion.run_id)) if champion else None
@@ -145,6 +160,6 @@ def apply_plan(client: MlflowClient, plan: Plan, model_name: str, alias: str) ->
     """Register the candidate if needed, give the old holder ``previous``, move ``alias``."""
     version = plan.version or register_run(client, model_name, plan.candidate.run_id)
     if plan.champion is not None and plan.champion.version != version.version:
-        client.set_registered_model_alias(model_name, PREVIOUS_ALIAS, plan.champion.version)
+        client.set_registered_model_alias(model_name, previous_alias(alias), plan.champion.version)
     client.set_registered_model_alias(model_name, alias, version.version)
     return version

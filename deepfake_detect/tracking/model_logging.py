@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 from importlib.metadata import PackageNotFoundError, version
+from typing import TYPE_CHECKING
 
-import keras
 import mlflow
 import numpy as np
 from mlflow.models import ModelSignature
 from mlflow.types.schema import Schema, TensorSpec
 
 from deepfake_detect.tracking.vocabulary import MODEL_ARTIFACT
+
+if TYPE_CHECKING:
+    import keras
 
 
 def pinned_requirements() -> list[str]:

@@ -9,7 +9,16 @@ from mlflow.entities.model_registry import ModelVersion
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
-from deepfake_detect.tracking.vocabulary import BEST_EPOCH_METRIC, MODEL_ARTIFACT
+from deepfake_detect.tracking.vocabulary import (
+    BEST_EPOCH_METRIC,
+    DATASET_TAG,
+    FINGERPRINT_TAG,
+    GIT_COMMIT_TAG,
+    IMAGE_SIZE_KEY,
+    IMAGE_SIZE_PARAM,
+    MODEL_ARTIFACT,
+    MODEL_TAG,
+)
 
 VERSION_METRICS: tuple[str, ...] = ("val_auc", "val_acc", "test_auc")
 NAMES_SHOWN = 20  # registered model names listed in a "not found" message
@@ -125,11 +134,11 @@ def version_tags(client: MlflowClient, run_id: str) -> dict[str, str]:
     run = client.get_run(run_id)
     tags = {
         "run_id": run_id,
-        "model_config": run.data.tags.get("model", ""),
-        "dataset": run.data.tags.get("dataset", ""),
-        "dataset_fingerprint": run.data.tags.get("dataset_fingerprint", ""),
-        "image_size": run.data.params.get("data.image_size", ""),
-        "git_commit": run.data.tags.get("git_commit", ""),
+        "model_config": run.data.tags.get(MODEL_TAG, ""),
+        DATASET_TAG: run.data.tags.get(DATASET_TAG, ""),
+        FINGERPRINT_TAG: run.data.tags.get(FINGERPRINT_TAG, ""),
+        IMAGE_SIZE_KEY: run.data.params.get(IMAGE_SIZE_PARAM, ""),
+        GIT_COMMIT_TAG: run.data.tags.get(GIT_COMMIT_TAG, ""),
     }
     best = run.data.metrics.get(BEST_EPOCH_METRIC)
     if best is not None:

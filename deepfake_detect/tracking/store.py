@@ -34,6 +34,18 @@ def sqlite_path(uri: str) -> Path | None:
     return Path(unquote(parsed.path[1:])).absolute()
 
 
+def store_client(uri: str):  # -> MlflowClient
+    """A client whose tracking *and* registry URIs are ``uri``.
+
+    ``MlflowClient(tracking_uri=...)`` alone takes its registry URI from process-global state
+    (whatever an earlier ``mlflow.set_registry_uri`` left), so registry calls could go to
+    another store; every client of this package comes from here.
+    """
+    from mlflow.tracking import MlflowClient
+
+    return MlflowClient(tracking_uri=uri, registry_uri=uri)
+
+
 class StoreNotFoundError(LookupError):
     """A ``sqlite:///`` store that does not exist (commands that only read never create one)."""
 
@@ -62,8 +74,6 @@ def ensure_experiment(uri: str, name: str) -> str:
     SQLite schema creation is not safe when parallel sweep workers race on a new file, so the
     first caller creates it while the others wait on the lock.
     """
-    from mlflow.tracking import MlflowClient
-
     db = sqlite_path(uri)
     if db is not None:
         db.parent.mkdir(parents=True, exist_ok=True)
@@ -73,7 +83,7 @@ def ensure_experiment(uri: str, name: str) -> str:
     if lock:
         lock.acquire(timeout=600)
     try:
-        client = MlflowClient(tracking_uri=uri)
+        client = store_client(uri)
         experiment = client.get_experiment_by_name(name)
         if experiment is None:
             return client.create_experiment(

@@ -15,6 +15,21 @@ ERROR_TAG = "error"  # the message of the exception that failed a run
 MODEL_ARTIFACT = "model"  # name of the logged Keras model in every training run
 THRESHOLD_METRIC = "val_youden_threshold"  # decision threshold logged with each training run
 BEST_EPOCH_METRIC = "best_epoch"  # the epoch whose weights are the run's model
+MONITOR_PARAM = "trainer.monitor"  # the metric that picked that epoch
+
+# what a training run was trained on (tags) and at which size (param)
+MODEL_TAG = "model"
+GIT_COMMIT_TAG = "git_commit"
+DATASET_TAG = "dataset"
+FINGERPRINT_TAG = "dataset_fingerprint"
+CLASS_NAMES_TAG = "class_names"  # "negative,positive"
+POSITIVE_CLASS_TAG = "positive_class"
+IMAGE_SIZE_PARAM = "data.image_size"
+# how to read a logged model's score, in its MLmodel metadata
+THRESHOLD_KEY = "decision_threshold"
+CLASS_NAMES_KEY = "class_names"
+POSITIVE_CLASS_KEY = "positive_class"
+IMAGE_SIZE_KEY = "image_size"
 
 # MLflow's size limits (params 6000 characters, tags 8000; we keep tags to 5000)
 PARAM_VALUE_LIMIT = 6000

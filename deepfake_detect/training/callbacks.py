@@ -11,7 +11,9 @@ import tensorflow as tf
 from mlflow.entities import Metric
 from mlflow.tracking import MlflowClient
 
+from deepfake_detect.config.validation import RunFailed
 from deepfake_detect.metrics.binary import binary_metrics
+from deepfake_detect.models.heads import predict_scores
 from deepfake_detect.tracking.vocabulary import LR_KEY, SPLIT_METRICS
 
 
@@ -55,8 +57,16 @@ class PreciseBatchNorm(keras.callbacks.Callback):
         super().__init__()
         self.dataset = dataset
         self.batches = batches
+        self.seconds = 0.0  # time spent re-estimating (for the benchmark)
 
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        start = time.perf_counter()
+        try:
+            self._reestimate()
+        finally:
+            self.seconds += time.perf_counter() - start
+
+    def _reestimate(self) -> None:
         layers = list(all_layers(self.model))
         norms = [layer for layer in layers if isinstance(layer, keras.layers.BatchNormalization)]
         if not norms or self.batches < 1:
@@ -85,7 +95,7 @@ class ValidationScorer(keras.callbacks.Callback):
     200-bucket approximation) into the epoch logs, so every later callback (learning-rate
     schedule, best-epoch selection, MLflow logging) sees the same numbers. The scores of
     every epoch are kept (4 bytes an image an epoch) so the best epoch needs no second pass.
-    It must come first in the callback list.
+    It must come before every callback that reads ``val_*`` (after :class:`PreciseBatchNorm`).
     """
 
     def __init__(self, dataset: tf.data.Dataset, labels: np.ndarray) -> None:
@@ -96,7 +106,7 @@ class ValidationScorer(keras.callbacks.Callback):
         self.metric_seconds = 0.0  # time spent on the exact metrics (not the forward pass)
 
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
-        prob = np.asarray(self.model.predict(self.dataset, verbose=0), np.float32).ravel()
+        prob = predict_scores(self.model, self.dataset)
         start = time.perf_counter()
         metrics = binary_metrics(self.labels, prob)
         self.metric_seconds += time.perf_counter() - start
@@ -124,7 +134,7 @@ class MlflowEpochLogger(keras.callbacks.Callback):
         self.client.log_batch(self.run_id, metrics=batch, synchronous=True)
 
 
-class NonFiniteLossError(RuntimeError):
+class NonFiniteLossError(RunFailed):
     """Training produced a NaN or infinite loss."""
 
 

@@ -21,10 +21,15 @@ from deepfake_detect.data.prepare import PreparedData
 from deepfake_detect.metrics import plots
 from deepfake_detect.metrics.binary import youden_threshold
 from deepfake_detect.metrics.report import SplitReport, report_split
+from deepfake_detect.models.heads import predict_scores
 from deepfake_detect.tracking.model_logging import log_keras_model
 from deepfake_detect.tracking.registered_models import register_run
 from deepfake_detect.tracking.vocabulary import (
     BEST_EPOCH_METRIC,
+    CLASS_NAMES_KEY,
+    IMAGE_SIZE_KEY,
+    POSITIVE_CLASS_KEY,
+    THRESHOLD_KEY,
     THRESHOLD_METRIC,
     higher_is_better,
 )
@@ -92,11 +97,6 @@ def build_callbacks(cfg: DictConfig) -> list[keras.callbacks.Callback]:
     return [
         instantiate(spec) for spec in (cfg.trainer.callbacks or {}).values() if spec is not None
     ]
-
-
-def predict_probabilities(model: keras.Model, dataset: tf.data.Dataset) -> np.ndarray:
-    """Probabilities of the positive class, float32 (N,)."""
-    return np.asarray(model.predict(dataset, verbose=0), dtype=np.float32).ravel()
 
 
 def resolve_runtime(cfg: DictConfig) -> tuple[RuntimeChoices, tf.distribute.Strategy]:
@@ -172,7 +172,7 @@ def report_best_epoch(
     val = report_split("val", data.val.labels, val_prob, data.class_names, plots_dir, threshold)
     test = None
     if data.test is not None:
-        test_prob = predict_probabilities(model, datasets["test"])
+        test_prob = predict_scores(model, datasets["test"])
         test = report_split(
             "test", data.test.labels, test_prob, data.class_names, plots_dir, threshold
         )
@@ -238,10 +238,10 @@ def fit_and_log(
     model_uri = version = None
     if cfg.tracking.log_model:
         metadata = {
-            "decision_threshold": threshold,
-            "class_names": list(data.class_names),
-            "positive_class": data.class_names[1],
-            "image_size": int(cfg.data.image_size),
+            THRESHOLD_KEY: threshold,
+            CLASS_NAMES_KEY: list(data.class_names),
+            POSITIVE_CLASS_KEY: data.class_names[1],
+            IMAGE_SIZE_KEY: int(cfg.data.image_size),
             "monitor": str(cfg.trainer.monitor),
             "best_epoch": best_epoch,
         }

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import logging
 import math
+import os
+import signal
 import sys
 import time
 
@@ -15,17 +17,25 @@ import hydra
 from omegaconf import DictConfig, OmegaConf
 
 import deepfake_detect  # noqa: F401  (registers the config resolvers)
+from deepfake_detect.config.paths import DEFAULT_TRACKING_URI
 from deepfake_detect.config.run_naming import JobContext, current_job, run_name
-from deepfake_detect.config.validation import ConfigError, check_training_config
+from deepfake_detect.config.validation import ConfigError, RunFailed, check_training_config
 from deepfake_detect.tracking.store import (
     ensure_experiment,
     flatten,
     git_commit,
     resolve_tracking_uri,
+    store_client,
 )
 from deepfake_detect.tracking.vocabulary import (
+    CLASS_NAMES_TAG,
+    DATASET_TAG,
+    FINGERPRINT_TAG,
+    GIT_COMMIT_TAG,
+    MODEL_TAG,
     PARAM_VALUE_LIMIT,
     PARENT_TAG,
+    POSITIVE_CLASS_TAG,
     RUN_TYPE_TAG,
     TRAINING,
 )
@@ -39,13 +49,13 @@ def run_tags(
     """Tags that say what was trained on what (and, in a sweep, under which parent)."""
     tags = {
         RUN_TYPE_TAG: TRAINING,
-        "model": str(cfg.model.name),
-        "git_commit": git_commit(),
+        MODEL_TAG: str(cfg.model.name),
+        GIT_COMMIT_TAG: git_commit(),
         "hydra_overrides": " ".join(job.overrides),
-        "dataset": str(cfg.data.name),
-        "dataset_fingerprint": fingerprint,
-        "class_names": ",".join(classes),
-        "positive_class": str(cfg.data.positive_class),
+        DATASET_TAG: str(cfg.data.name),
+        FINGERPRINT_TAG: fingerprint,
+        CLASS_NAMES_TAG: ",".join(classes),
+        POSITIVE_CLASS_TAG: str(cfg.data.positive_class),
         "skipped_images": str(skipped),
     }
     if job.parent_run_id:
@@ -69,9 +79,14 @@ def should_register(cfg: DictConfig, job: JobContext) -> str | None:
 
 
 def run_url(uri: str, experiment_id: str, run_id: str) -> str:
-    """Where to see the run: ``make ui`` for the project store, else the server itself."""
-    base = uri.rstrip("/") if uri.startswith(("http://", "https://")) else "http://127.0.0.1:5000"
-    return f"{base}/#/experiments/{experiment_id}/runs/{run_id}"
+    """Where to see the run: the server itself, ``make ui`` for the project store, else the
+    command that serves this store."""
+    page = f"/#/experiments/{experiment_id}/runs/{run_id}"
+    if uri.startswith(("http://", "https://")):
+        return uri.rstrip("/") + page
+    if uri == DEFAULT_TRACKING_URI:
+        return f"http://127.0.0.1:5000{page}  (make ui; with PORT=N use that port)"
+    return f"http://127.0.0.1:5000{page}  (after: mlflow ui --backend-store-uri {uri})"
 
 
 def print_summary(result, name: str, url: str) -> None:  # result: training.fit.FitResult
@@ -85,14 +100,13 @@ def print_summary(result, name: str, url: str) -> None:  # result: training.fit.
     lines.append(f"  decision threshold (val Youden): {result.threshold:.4f}")
     if result.registered_version:
         lines.append(f"  registered as version {result.registered_version}")
-    lines.append(f"  open: {url}  (make ui)")
+    lines.append(f"  open: {url}")
     print("\n".join(lines))
 
 
 def run_training(cfg: DictConfig, job: JobContext | None = None) -> float:
     """Train one configuration end to end; return the objective (best ``trainer.monitor``)."""
     from mlflow.entities import Param
-    from mlflow.tracking import MlflowClient
 
     from deepfake_detect.data.prepare import prepare_data
     from deepfake_detect.tracking.lifecycle import tracked_run
@@ -104,7 +118,7 @@ def run_training(cfg: DictConfig, job: JobContext | None = None) -> float:
     load_seconds = time.perf_counter() - load_start
     uri = resolve_tracking_uri(cfg.tracking.uri)
     experiment_id = ensure_experiment(uri, str(cfg.tracking.experiment))
-    client = MlflowClient(tracking_uri=uri)
+    client = store_client(uri)
     name = run_name(str(cfg.run_name), job.overrides)
     tags = run_tags(cfg, job, data.fingerprint, data.class_names, data.skipped)
 
@@ -124,29 +138,54 @@ def run_training(cfg: DictConfig, job: JobContext | None = None) -> float:
     return result.objective
 
 
+def user_error_status(error: BaseException) -> int | None:
+    """Exit status for an error the user fixes (2: config or data, 1: the run failed for a
+    stated reason); None for anything else (a bug: its traceback is worth seeing)."""
+    from hydra.errors import InstantiationException
+
+    from deepfake_detect.data.layout import DataError
+
+    if isinstance(error, (ConfigError, DataError, InstantiationException)):
+        return 2
+    if isinstance(error, RunFailed):
+        return 1
+    return None
+
+
+def one_line(error: BaseException) -> str:
+    """The error's message on one line (Hydra's instantiation errors span several)."""
+    return " ".join(str(error).split())
+
+
 @hydra.main(version_base="1.3", config_path="../conf", config_name="train")
 def main(cfg: DictConfig) -> float:
     """Train; in a multirun a failing job is recorded FAILED and the sweep goes on.
 
-    A config or data error in a single run is one line on stderr and exit status 2.
+    In a single run a config, data or NaN error is one line on stderr (exit status 2 or 1;
+    ``HYDRA_FULL_ERROR=1`` shows the traceback); its run, if one exists, is FAILED.
     """
-    from deepfake_detect.data.layout import DataError
+    from deepfake_detect.tracking.lifecycle import Terminated
 
     job = current_job()
-    if not job.is_multirun:
-        try:
-            return run_training(cfg, job)
-        except (ConfigError, DataError) as error:
-            print(f"error: {error}", file=sys.stderr)
-            sys.exit(2)
     try:
         return run_training(cfg, job)
-    except Exception:
-        log.exception(
-            "sweep job %s failed (its run, if one was opened, is FAILED); the sweep continues",
-            job.job_num,
-        )
-        return math.nan
+    except Terminated as stop:  # the run is KILLED; stop the whole command (a sweep too)
+        print(f"error: {stop}; the run is marked KILLED", file=sys.stderr)
+        sys.exit(128 + signal.SIGTERM)
+    except Exception as error:
+        status = user_error_status(error)
+        if job.is_multirun:
+            if status is None:
+                log.exception("sweep job %s failed; the sweep continues", job.job_num)
+            else:
+                log.error(
+                    "sweep job %s failed: %s; the sweep continues", job.job_num, one_line(error)
+                )
+            return math.nan
+        if status is None or os.environ.get("HYDRA_FULL_ERROR") == "1":
+            raise
+        print(f"error: {one_line(error)}", file=sys.stderr)
+        sys.exit(status)
 
 
 if __name__ == "__main__":

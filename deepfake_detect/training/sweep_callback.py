@@ -11,6 +11,7 @@ from __future__ import annotations
 import atexit
 import logging
 import os
+import sys
 import time
 from typing import Any
 
@@ -18,6 +19,7 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
 from deepfake_detect.config.run_naming import PARENT_RUN_ENV
+from deepfake_detect.config.validation import ConfigError, check_training_config
 from deepfake_detect.tracking.vocabulary import (
     ERROR_TAG,
     PARAM_VALUE_LIMIT,
@@ -56,13 +58,20 @@ class MlflowSweepCallback(Callback):
         self.uri: str | None = None
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
-        from mlflow.tracking import MlflowClient
+        from deepfake_detect.tracking.store import (
+            ensure_experiment,
+            resolve_tracking_uri,
+            store_client,
+        )
 
-        from deepfake_detect.tracking.store import ensure_experiment, resolve_tracking_uri
-
+        try:  # a bad value given to every job: one line, before any run exists
+            check_training_config(config)
+        except ConfigError as error:
+            print(f"error: {error}", file=sys.stderr)
+            sys.exit(2)
         self.uri = resolve_tracking_uri(config.tracking.uri)
         experiment_id = ensure_experiment(self.uri, str(config.tracking.experiment))
-        client = MlflowClient(tracking_uri=self.uri)
+        client = store_client(self.uri)
         tags = {
             RUN_TYPE_TAG: SWEEP,
             "hydra_overrides": " ".join(config.hydra.overrides.task),
@@ -88,18 +97,18 @@ class MlflowSweepCallback(Callback):
         """A sweep that died (Ctrl-C, crash) leaves its parent KILLED, not RUNNING."""
         if not self.parent_run_id:
             return
-        from mlflow.tracking import MlflowClient
+        from deepfake_detect.tracking.store import store_client
 
-        client = MlflowClient(tracking_uri=self.uri)
+        client = store_client(self.uri)
         if client.get_run(self.parent_run_id).info.status == "RUNNING":
             client.set_terminated(self.parent_run_id, "KILLED")
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
-        from mlflow.tracking import MlflowClient
+        from deepfake_detect.tracking.store import store_client
 
         if not self.parent_run_id:
             return
-        client = MlflowClient(tracking_uri=self.uri)
+        client = store_client(self.uri)
         status = "FAILED"
         try:
             from deepfake_detect.leaderboard.sweep_summary import summarise_sweep
@@ -108,7 +117,7 @@ class MlflowSweepCallback(Callback):
                 client,
                 self.parent_run_id,
                 str(config.tracking.experiment),
-                str(config.trainer.monitor),
+                str(OmegaConf.select(config, "trainer.monitor", default="val_auc")),
             )
             status = "FINISHED"
         except Exception as error:  # Hydra only warns about callback errors: record it
