@@ -21,12 +21,14 @@ CONF_DIR = CONFIG_DIR
 TINY_SIZE = 32
 
 
+MLFLOW_ENV_AT_START = {k: v for k, v in os.environ.items() if k.startswith("MLFLOW_")}
+
+
 @pytest.fixture(autouse=True)
 def no_leftover_mlflow_state():
-    """No test may pass through MLflow state an earlier test left: after each test, end any
-    active run and clear the process-global tracking/registry URIs and the ``MLFLOW_*``
-    variables MLflow's setters export."""
-    saved = {k: v for k, v in os.environ.items() if k.startswith("MLFLOW_")}
+    """No test may pass through MLflow state an earlier test (or a module fixture) left: after
+    each test, end any active run and put the process-global tracking/registry URIs and the
+    ``MLFLOW_*`` variables MLflow's setters export back to how the session started."""
     yield
     import mlflow
     import mlflow.tracking._model_registry.utils as registry_utils
@@ -38,7 +40,7 @@ def no_leftover_mlflow_state():
     registry_utils._registry_uri = None
     for key in [k for k in os.environ if k.startswith("MLFLOW_")]:
         os.environ.pop(key)
-    os.environ.update(saved)
+    os.environ.update(MLFLOW_ENV_AT_START)
 
 
 @pytest.fixture(scope="session")

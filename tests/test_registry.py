@@ -236,6 +236,7 @@ def test_predict_folder_matches_model_predict(store, tiny_data, tmp_path):
     scores = {Path(path).name: prob for path, prob in read_predictions(out.read_text()).items()}
     assert set(scores) == {"a.jpg", "b.PNG"}
     mlflow.set_tracking_uri(store.uri)
+    mlflow.set_registry_uri(store.uri)
     model = mlflow.keras.load_model(f"models:/{NAME}/1")
     images = np.stack([load_image(p, TINY_SIZE) for p in (jpg, png)]).astype(np.float32)
     expected = model.predict(images, verbose=0).ravel()
@@ -306,6 +307,7 @@ def test_user_errors_are_one_line(store, tmp_path):
 def test_load_by_alias_and_pyfunc(store, tiny_data):
     store.client.set_registered_model_alias(NAME, "pyfunc-check", "1")
     mlflow.set_tracking_uri(store.uri)
+    mlflow.set_registry_uri(store.uri)
     images = np.stack(
         [
             load_image(p, TINY_SIZE)

@@ -103,6 +103,7 @@ def test_test_metrics_threshold_and_model_come_from_the_best_epoch(trained):
     assert sum(metrics[f"test_{k}"] for k in ("tp", "fp", "tn", "fn")) == 16
     assert metrics["test_auc"] > 0.9  # the sabotaged last weights would score 0.5
     mlflow.set_tracking_uri(trained.uri)
+    mlflow.set_registry_uri(trained.uri)
     info = mlflow.models.get_model_info("models:/deepfake-detector/1")
     assert info.metadata["best_epoch"] == best
     assert info.metadata["class_names"] == ["Real", "Fake"]
