@@ -6,9 +6,10 @@ PYTHON_BASE ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.install-stamp
-ROOT := $(CURDIR)
+# the project directory: $DEEPFAKE_DETECT_HOME when set (as for the package), else this checkout
+ROOT := $(or $(DEEPFAKE_DETECT_HOME),$(CURDIR))
 STORE_URI := sqlite:///$(ROOT)/mlruns/mlflow.db
-DEMO_DATA := data/synthetic
+DEMO_DATA := $(ROOT)/data/synthetic
 PORT ?= 5000
 HOST ?= 127.0.0.1
 BACKEND_URI ?= $(STORE_URI)

@@ -117,11 +117,12 @@ def test_mixed_formats_sizes_and_junk_files(tiny_cfg, store_uri, own_data):
 def test_exception_in_training_marks_run_failed(tiny_cfg, store_uri):
     from hydra.errors import InstantiationException
 
-    with pytest.raises(InstantiationException, match="rate"):
-        run_training(tiny_cfg("model.dropout=1.5"))
+    missing = "/nonexistent/weights.h5"
+    with pytest.raises(InstantiationException, match="weights"):
+        run_training(tiny_cfg("model=efficientnetv2_b0", f"model.weights={missing}"))
     (run,) = runs_in(store_uri)
     assert run.info.status == "FAILED"
-    assert "Invalid value received for argument `rate`" in run.data.tags["error"]
+    assert "neither null, 'imagenet' nor an existing weights file" in run.data.tags["error"]
 
 
 def test_ctrl_c_marks_run_killed(tiny_cfg, store_uri, monkeypatch):

@@ -238,3 +238,21 @@ def test_best_row_is_the_runs_model_epoch_even_when_ranked_by_another_metric(
     row = pd.read_csv(out).iloc[0]
     assert row["epoch"] == 1 and row["val_auc"] == 0.8
     assert "chose their model by val_loss" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("uri", ["./mlruns", "foo://nowhere"])
+def test_unusable_store_uri_is_one_line(tmp_path, uri):
+    result = run_cli(
+        [
+            "-m",
+            "deepfake_detect.commands.cli",
+            "leaderboard",
+            "--tracking-uri",
+            uri,
+            "--out",
+            "x.csv",
+        ],
+        cwd=tmp_path,
+    )
+    assert result.returncode == 2
+    assert result.stderr.startswith("error:") and len(result.stderr.strip().splitlines()) == 1

@@ -146,7 +146,7 @@ def test_promote_ignores_runs_on_other_data_and_finds_models_past_the_first_page
     assert len(client.search_model_versions(f"name='{NAME}'")) == versions_before
 
     result = promote(store, tmp_path, "--dataset", "elsewhere")
-    assert result.returncode == 2 and "logged no model" in result.stderr
+    assert result.returncode == 2 and "no FINISHED run on dataset elsewhere" in result.stderr
     assert champion(store) == holder and "Traceback" not in result.stderr
     client.delete_run(other)
 

@@ -180,7 +180,13 @@ def test_run_name_says_what_changed_through_hydra(trained):
 
 @pytest.mark.parametrize(
     ("override", "key"),
-    [("trainer.epochs=0", "trainer.epochs=0"), ("trainer.monitor=val_tp", "trainer.monitor")],
+    [
+        ("trainer.epochs=0", "trainer.epochs=0"),
+        ("trainer.monitor=val_tp", "trainer.monitor"),
+        ("trainer.precision=fp16", "trainer.precision"),
+        ("model.dropout=1.5", "model.dropout=1.5"),
+        ("data.image_size=7", "data.image_size=7"),
+    ],
 )
 def test_config_errors_stop_before_any_run(tmp_path, tiny_data, override, key):
     uri, result = train_cli(tiny_data, tmp_path, override)

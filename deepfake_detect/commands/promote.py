@@ -48,6 +48,8 @@ def run(args: argparse.Namespace) -> int:
         if board.table.empty:
             print("error: no FINISHED runs match; nothing was changed", file=sys.stderr)
             return 1
+        for warning in board.warnings[:5]:
+            print(f"warning: {warning}", file=sys.stderr)
         client = store_client(uri)
         plan = plan_promotion(
             client, board, args.model_name, args.alias, args.dataset, args.image_size, args.force

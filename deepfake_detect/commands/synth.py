@@ -3,17 +3,22 @@
 from __future__ import annotations
 
 import argparse
+import sys
 import time
 from pathlib import Path
+
+from deepfake_detect.commands.options import positive_int
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of the synth command."""
     parser.add_argument("out", type=Path, help="output folder (gets Train/Validation/Test)")
-    parser.add_argument("--size", type=int, default=128, help="image size in px (default 128)")
-    parser.add_argument("--train", type=int, default=600, help="train images per class")
-    parser.add_argument("--val", type=int, default=200, help="validation images per class")
-    parser.add_argument("--test", type=int, default=200, help="test images per class")
+    parser.add_argument(
+        "--size", type=positive_int, default=128, help="image size in px (default 128)"
+    )
+    parser.add_argument("--train", type=positive_int, default=600, help="train images per class")
+    parser.add_argument("--val", type=positive_int, default=200, help="validation images per class")
+    parser.add_argument("--test", type=positive_int, default=200, help="test images per class")
     parser.add_argument("--seed", type=int, default=0, help="random seed (deterministic output)")
 
 
@@ -23,7 +28,11 @@ def run(args: argparse.Namespace) -> int:
 
     start = time.perf_counter()
     counts = {"Train": args.train, "Validation": args.val, "Test": args.test}
-    written = generate_dataset(args.out, args.size, counts, args.seed)
+    try:
+        written = generate_dataset(args.out, args.size, counts, args.seed)
+    except OSError as error:
+        print(f"error: cannot write {args.out}: {error.strerror or error}", file=sys.stderr)
+        return 2
     total = sum(written.values())
     print(
         f"wrote {total} images ({written}) at {args.size}px to {args.out} "

@@ -14,6 +14,10 @@ class RunFailed(RuntimeError):
     """A run failed for a reason the user can act on (the message says what to change)."""
 
 
+PRECISIONS: tuple[str, ...] = ("auto", "float32", "mixed_bfloat16", "mixed_float16")
+STRATEGIES: tuple[str, ...] = ("default", "mirrored", "multi_worker")
+MIN_IMAGE_SIZE = 32
+
 # the epoch metrics a run can select its best epoch by (direction: max, except loss)
 MONITORS: tuple[str, ...] = ("val_auc", "val_acc", "val_precision", "val_recall", "val_loss")
 
@@ -24,6 +28,11 @@ def _integer(key: str, value: object, minimum: int) -> int:
     return value
 
 
+def _choice(key: str, value: object, allowed: tuple[str, ...]) -> None:
+    if value not in allowed:
+        raise ConfigError(f"{key}={value!r}: choose one of {', '.join(allowed)}")
+
+
 def check_training_config(cfg: DictConfig) -> None:
     """Raise ConfigError for values that would waste a run (epochs < 1, unknown monitor, ...)."""
     _integer("trainer.epochs", cfg.trainer.epochs, 1)
@@ -32,6 +41,18 @@ def check_training_config(cfg: DictConfig) -> None:
     if monitor not in MONITORS:
         raise ConfigError(f"trainer.monitor={monitor!r}: choose one of {', '.join(MONITORS)}")
     _integer("trainer.precise_batchnorm_batches", cfg.trainer.precise_batchnorm_batches, 0)
+    _integer("data.image_size", cfg.data.image_size, MIN_IMAGE_SIZE)
+    _choice("trainer.precision", cfg.trainer.precision, PRECISIONS)
+    _choice("trainer.strategy", cfg.trainer.strategy, STRATEGIES)
+    if cfg.trainer.jit_compile not in (True, False, "auto"):
+        raise ConfigError(
+            f"trainer.jit_compile={cfg.trainer.jit_compile!r}: use true, false or auto"
+        )
+    dropout = cfg.model.get("dropout")
+    if dropout is not None and (
+        isinstance(dropout, bool) or not isinstance(dropout, int | float) or not 0 <= dropout < 1
+    ):
+        raise ConfigError(f"model.dropout={dropout!r}: expected a number in [0, 1)")
     patience = cfg.trainer.early_stopping.patience
     if patience is not None:
         _integer("trainer.early_stopping.patience", patience, 1)

@@ -9,6 +9,7 @@ from pathlib import Path
 from deepfake_detect.data.decode_cache import decode_split
 from deepfake_detect.data.layout import require_root, scan_split
 from deepfake_detect.data.pipeline import make_dataset
+from deepfake_detect.data.prepare import require_both_classes
 from deepfake_detect.inference.model_source import LoadedModel
 from deepfake_detect.metrics.report import SplitReport, report_split
 from deepfake_detect.models.heads import predict_scores
@@ -42,6 +43,7 @@ def evaluate_model(
     names = list(loaded.meaning.class_names)
     files = scan_split(require_root(data_root), split, names)
     decoded = decode_split(files, loaded.image_size, skip_corrupt=True)
+    require_both_classes(files, decoded, names)
     dataset = make_dataset(decoded, batch_size, shuffle=False, seed=0)
     prob = predict_scores(loaded.model, dataset)
     prefix = SPLIT_PREFIXES.get(split, split.lower())

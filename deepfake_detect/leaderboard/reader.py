@@ -34,9 +34,16 @@ def read_store(
         from deepfake_detect.leaderboard.sql_reader import read_runs_sql
 
         return read_runs_sql(uri, experiments, sweep, include_failed, keys)
+    import requests
+    from mlflow.exceptions import MlflowException
+
     from deepfake_detect.leaderboard.api_reader import read_runs_api
 
-    return read_runs_api(uri, experiments, sweep, include_failed, keys)
+    try:
+        return read_runs_api(uri, experiments, sweep, include_failed, keys)
+    except (MlflowException, requests.RequestException) as error:
+        first = str(error).strip().splitlines()[0] if str(error).strip() else repr(error)
+        raise StoreError(f"cannot read runs from {uri}: {first}") from error
 
 
 def collect(

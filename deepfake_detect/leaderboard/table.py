@@ -58,11 +58,11 @@ def select_step(record: RunRecord, metric: str, selection: str) -> int | None:
     model_epoch = record.history.get(BEST_EPOCH_METRIC)
     if selection == "best" and model_epoch:
         return int(model_epoch[max(model_epoch)])
-    if metric in TEST_KEYS and record.history.get(metric):
-        return max(record.history[metric])
     if selection == "last":
         steps = set(epochs) | set(record.history.get(metric, {}))
         return max(steps) if steps else None
+    if metric in TEST_KEYS and record.history.get(metric):
+        return max(record.history[metric])
     values = {s: v for s, v in record.history.get(metric, {}).items() if not math.isnan(v)}
     if not values:
         return max(epochs) if epochs else None

@@ -21,6 +21,7 @@ from deepfake_detect.tracking.registered_models import (
     alias_holder,
     model_exists,
     register_run,
+    run_model_uri,
     validate_alias,
     version_for_run,
 )
@@ -101,6 +102,15 @@ def best_value(client: MlflowClient, run_id: str, metric: str) -> float | None:
     return None if value is None or math.isnan(value) else value
 
 
+def has_logged_model(client: MlflowClient, run_id: str) -> bool:
+    """True when the run logged a model (a run with ``tracking.log_model=false`` cannot win)."""
+    try:
+        run_model_uri(client, run_id)
+    except RegistryError:
+        return False
+    return True
+
+
 def is_better(value: float, than: float, metric: str) -> bool:
     return value > than if higher_is_better(metric) else value < than
 
@@ -123,13 +133,34 @@ def plan_promotion(
     registered = model_exists(client, model_name)
     champion = alias_holder(client, model_name, alias) if registered else None
     champion_data = DataIdentity.of(client.get_run(champion.run_id)) if champion else None
-    if dataset is None and image_size is None and champion_data is not None:
-        dataset, image_size = champion_data.fingerprint, int(champion_data.image_size or 0) or None
+    if champion_data is not None:  # compare with the champion: what is not given is its own
+        dataset = dataset if dataset is not None else champion_data.fingerprint
+        image_size = image_size if image_size is not None else int(champion_data.image_size or 0)
+    rows = [row._asdict() for row in board.table.itertuples(index=False)]
+    identities: dict[str, DataIdentity] = {}
+
+    def identity(run_id: str) -> DataIdentity:  # one get_run per run looked at, at most
+        if run_id not in identities:
+            identities[run_id] = DataIdentity.of(client.get_run(run_id))
+        return identities[run_id]
+
+    if champion_data is None and dataset is None:  # a first promotion must not mix datasets
+        everyone = [identity(str(row["run_id"])) for row in rows]
+        fingerprints = {data.fingerprint for data in everyone}
+        if len(fingerprints) > 1:
+            names = sorted({f"{d.dataset} ({d.fingerprint})" for d in everyone})
+            raise RegistryError(
+                f"no {alias} yet and runs on {len(fingerprints)} datasets ({', '.join(names)}); "
+                "pick one with --dataset NAME|FINGERPRINT"
+            )
     candidate = None
-    for row in board.table.itertuples(index=False):
-        row = row._asdict()
-        data = DataIdentity.of(client.get_run(str(row["run_id"])))
-        if matches(data, dataset, image_size) and not math.isnan(float(row[board.metric])):
+    for row in rows:
+        data = identity(str(row["run_id"]))
+        if (
+            matches(data, dataset, image_size or None)
+            and not math.isnan(float(row[board.metric]))
+            and has_logged_model(client, str(row["run_id"]))
+        ):
             candidate = Candidate(
                 str(row["run_id"]), str(row["model"]), float(row[board.metric]), data
             )
@@ -138,7 +169,8 @@ def plan_promotion(
         wanted = f" on dataset {dataset}" if dataset else ""
         wanted += f" at {image_size}px" if image_size else ""
         raise RegistryError(
-            f"no FINISHED run{wanted} has a {board.metric} value; train one, or pass "
+            f"no FINISHED run{wanted} has a {board.metric} value and a logged model; train one, "
+            "or pass "
             "--dataset/--image-size to compare other runs"
         )
     version = version_for_run(client, model_name, candidate.run_id) if registered else None

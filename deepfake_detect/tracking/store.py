@@ -14,6 +14,7 @@ from urllib.parse import unquote, urlparse
 from filelock import FileLock
 
 from deepfake_detect.config.paths import DEFAULT_ARTIFACT_ROOT, DEFAULT_TRACKING_URI, PROJECT_ROOT
+from deepfake_detect.config.validation import ConfigError
 
 EXPERIMENT_KIND_TAG = "mlflow.experimentKind"
 TRAINING_EXPERIMENT_KIND = "custom_model_development"
@@ -93,7 +94,7 @@ def ensure_experiment(uri: str, name: str) -> str:
                 tags={EXPERIMENT_KIND_TAG: TRAINING_EXPERIMENT_KIND},
             )
         if experiment.lifecycle_stage == "deleted":
-            raise ValueError(
+            raise ConfigError(
                 f"experiment {name!r} is deleted in {uri}; restore it in the MLflow UI "
                 "or choose another tracking.experiment"
             )

@@ -10,8 +10,8 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-PRECISIONS: tuple[str, ...] = ("auto", "float32", "mixed_bfloat16", "mixed_float16")
-STRATEGIES: tuple[str, ...] = ("default", "mirrored", "multi_worker")
+from deepfake_detect.config.validation import PRECISIONS, STRATEGIES
+
 BF16_CPU_FLAGS: frozenset[str] = frozenset({"avx512_bf16", "amx_bf16"})
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import atexit
 import logging
 import os
+import signal
 import sys
 import time
 from typing import Any
@@ -50,6 +51,10 @@ def grid_params(config: DictConfig) -> dict[str, str]:
     return params
 
 
+def _exit_on_sigterm(signum: int, frame: object) -> None:
+    raise SystemExit(128 + signum)
+
+
 class MlflowSweepCallback(Callback):
     """Opens the sweep's parent run before jobs start and summarises it when they end."""
 
@@ -81,6 +86,10 @@ class MlflowSweepCallback(Callback):
         }
         run = client.create_run(experiment_id, run_name=sweep_name(config), tags=tags)
         self.parent_run_id = run.info.run_id
+        atexit.register(self._close_if_open)
+        # SIGTERM between jobs (or in the summary) exits 143 and atexit marks the parent KILLED;
+        # inside a job's run the run's own handler takes over for that run
+        self._previous_sigterm = signal.signal(signal.SIGTERM, _exit_on_sigterm)
         params = grid_params(config)
         if params:
             from mlflow.entities import Param
@@ -90,7 +99,6 @@ class MlflowSweepCallback(Callback):
                 params=[Param(k, v[:PARAM_VALUE_LIMIT]) for k, v in params.items()],
             )
         os.environ[PARENT_RUN_ENV] = self.parent_run_id
-        atexit.register(self._close_if_open)
         print(f"sweep parent run {self.parent_run_id} ({run.info.run_name}) at {self.uri}")
 
     def _close_if_open(self) -> None:
@@ -129,3 +137,5 @@ class MlflowSweepCallback(Callback):
             client.set_terminated(self.parent_run_id, status)
             os.environ.pop(PARENT_RUN_ENV, None)
             self.parent_run_id = None
+            if getattr(self, "_previous_sigterm", None) is not None:
+                signal.signal(signal.SIGTERM, self._previous_sigterm)
