@@ -5,19 +5,19 @@ from __future__ import annotations
 import shutil
 import subprocess
 import sys
-import zipfile
 from pathlib import Path
 
 import pytest
 import yaml
 
 from deepfake_detect.config.paths import PROJECT_ROOT
-from tests.conftest import run_cli
+from tests.conftest import clean_env, run_cli
 
 
 @pytest.fixture(scope="module")
 def installed(tmp_path_factory) -> Path:
-    """The wheel, unpacked as site-packages would hold it (no editable link to the checkout)."""
+    """``pip install`` of the built wheel into its own folder (no editable link to the
+    checkout), console scripts in ``site-packages/bin``."""
     out = tmp_path_factory.mktemp("wheel")
     source = out / "source"  # a copy: the build writes build/ and egg-info beside the sources
     source.mkdir()
@@ -46,7 +46,21 @@ def installed(tmp_path_factory) -> Path:
     )
     (wheel,) = out.glob("deepfake_detect-*.whl")
     site = out / "site-packages"
-    zipfile.ZipFile(wheel).extractall(site)
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "install",
+            "-q",
+            "--no-deps",
+            "--target",
+            str(site),
+            str(wheel),
+        ],
+        check=True,
+        capture_output=True,
+    )
     return site
 
 
@@ -67,18 +81,25 @@ def test_installed_commands_run_from_another_directory(installed, tmp_path):
         ["-c", "import deepfake_detect; print(deepfake_detect.__file__)"], cwd=tmp_path, env=env
     )
     assert result.stdout.startswith(str(installed)), result.stdout + result.stderr
-    result = run_cli(
-        ["-m", "deepfake_detect.train", "experiment=cnn_reid", "--cfg", "job", "--resolve"],
+    train = [str(installed / "bin" / "deepfake-train")]  # the installed console scripts
+    result = subprocess.run(
+        [*train, "experiment=cnn_reid", "--cfg", "job", "--resolve"],
         cwd=tmp_path,
-        env=env,
+        env=clean_env(env),
+        capture_output=True,
+        text=True,
     )
     assert result.returncode == 0, result.stderr
     cfg = yaml.safe_load(result.stdout)
     assert cfg["model"]["name"] == "cnn_reid"
     assert Path(cfg["paths"]["root"]) == tmp_path.resolve()  # the project is the cwd
     assert Path(cfg["data"]["cache_dir"]).is_relative_to(tmp_path.resolve())
-    result = run_cli(
-        ["-m", "deepfake_detect.commands.cli", "leaderboard", "--help"], cwd=tmp_path, env=env
+    result = subprocess.run(
+        [str(installed / "bin" / "deepfake-detect"), "leaderboard", "--help"],
+        cwd=tmp_path,
+        env=clean_env(env),
+        capture_output=True,
+        text=True,
     )
     assert result.returncode == 0 and "--select" in result.stdout
     assert not list(installed.rglob("mlruns")) and not list(installed.rglob("logs"))
