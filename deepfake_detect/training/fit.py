@@ -243,7 +243,7 @@ def fit_and_log(
             POSITIVE_CLASS_KEY: data.class_names[1],
             IMAGE_SIZE_KEY: int(cfg.data.image_size),
             "monitor": str(cfg.trainer.monitor),
-            "best_epoch": best_epoch,
+            BEST_EPOCH_METRIC: best_epoch,
         }
         model_uri = log_keras_model(model, int(cfg.data.image_size), metadata)
         if register_as:
