@@ -11,7 +11,7 @@ from mlflow.entities import Metric
 from deepfake_detect.commands.cli import main
 from deepfake_detect.config.output_files import OutputError, write_atomically
 from deepfake_detect.tracking.store import store_client
-from tests.conftest import run_cli
+from tests.conftest import detect, run_cli
 from tests.leaderboard_fixtures import Split, log_run, populate, sweep_parent
 
 GOLDEN = Path(__file__).parent / "golden"
@@ -242,17 +242,6 @@ def test_best_row_is_the_runs_model_epoch_even_when_ranked_by_another_metric(
 
 @pytest.mark.parametrize("uri", ["./mlruns", "foo://nowhere"])
 def test_unusable_store_uri_is_one_line(tmp_path, uri):
-    result = run_cli(
-        [
-            "-m",
-            "deepfake_detect.commands.cli",
-            "leaderboard",
-            "--tracking-uri",
-            uri,
-            "--out",
-            "x.csv",
-        ],
-        cwd=tmp_path,
-    )
+    result = detect(["leaderboard", "--tracking-uri", uri, "--out", "x.csv"], tmp_path)
     assert result.returncode == 2
     assert result.stderr.startswith("error:") and len(result.stderr.strip().splitlines()) == 1

@@ -216,11 +216,12 @@ def fit_and_log(
         shuffle=False,  # the dataset shuffles itself (seeded, per epoch)
     )
     fit_seconds = time.perf_counter() - fit_start
+    stamp = int(time.time() * 1000)
     client.log_batch(
         run_id,
         metrics=[
-            Metric("fit_seconds", fit_seconds, int(time.time() * 1000), 0),
-            Metric("val_metric_seconds", scorer.metric_seconds, int(time.time() * 1000), 0),
+            Metric("fit_seconds", fit_seconds, stamp, 0),
+            Metric("val_metric_seconds", scorer.metric_seconds, stamp, 0),
         ],
     )
     guard.raise_if_tripped()
