@@ -15,8 +15,25 @@ from deepfake_detect.config.paths import PROJECT_ROOT
 ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
 
 
+def split_values(rng) -> dict[str, float]:
+    """One split's nine metrics, the rates consistent with random counts."""
+    tp, fp, tn, fn = (rng.randint(1, 500) for _ in range(4))
+    return {
+        "loss": rng.random(),
+        "acc": (tp + tn) / (tp + fp + tn + fn),
+        "precision": tp / (tp + fp),
+        "recall": tp / (tp + fn),
+        "auc": rng.random(),
+        "fn": fn,
+        "fp": fp,
+        "tn": tn,
+        "tp": tp,
+    }
+
+
 def fill_store(uri: str, runs: int, epochs: int) -> None:
-    """``runs`` finished runs x ``epochs`` epochs x 18 metrics (+ test).
+    """``runs`` finished runs x ``epochs`` epochs x 18 metrics, the test metrics and
+    ``best_epoch`` at a random epoch (as the trainer logs them).
 
     One template run goes through MlflowClient (so the schema is MLflow's own); the rest are
     bulk-copied in SQL, which takes seconds instead of a minute of client calls.
@@ -28,7 +45,7 @@ def fill_store(uri: str, runs: int, epochs: int) -> None:
     from mlflow.entities import Param
 
     from deepfake_detect.tracking.store import sqlite_path, store_client
-    from deepfake_detect.tracking.vocabulary import EPOCH_KEYS, RUN_TYPE_TAG, TEST_KEYS, TRAINING
+    from deepfake_detect.tracking.vocabulary import BEST_EPOCH_METRIC, RUN_TYPE_TAG, TRAINING
 
     client = store_client(uri)
     experiment_id = client.create_experiment("bench-leaderboard")
@@ -58,12 +75,18 @@ def fill_store(uri: str, runs: int, epochs: int) -> None:
                 "INSERT INTO params (key, value, run_uuid) VALUES (?, ?, ?)",
                 [("model.dropout", str(index % 5 / 10), run_id), ("optimizer.lr", "0.001", run_id)],
             )
+            best = rng.randrange(epochs)
             rows = [
-                (key, rng.random(), 0, run_id, step, False)
+                (f"{split}_{name}", value, 0, run_id, step, False)
                 for step in range(epochs)
-                for key in EPOCH_KEYS
+                for split in ("train", "val")
+                for name, value in split_values(rng).items()
             ]
-            rows += [(key, rng.random(), 0, run_id, epochs - 1, False) for key in TEST_KEYS]
+            rows += [
+                (f"test_{name}", value, 0, run_id, best, False)
+                for name, value in split_values(rng).items()
+            ]
+            rows.append((BEST_EPOCH_METRIC, best, 0, run_id, 0, False))
             db.executemany(
                 "INSERT INTO metrics (key, value, timestamp, run_uuid, step, is_nan) "
                 "VALUES (?, ?, ?, ?, ?, ?)",

@@ -20,7 +20,13 @@ from deepfake_detect.leaderboard.records import (
     choose_experiments,
 )
 from deepfake_detect.tracking.store import store_client
-from deepfake_detect.tracking.vocabulary import EVALUATION, PARENT_TAG, RUN_TYPE_TAG, SWEEP
+from deepfake_detect.tracking.vocabulary import (
+    EVALUATION,
+    PARENT_TAG,
+    PRUNED_TAG,
+    RUN_TYPE_TAG,
+    SWEEP,
+)
 
 HTTP_CHUNK = 100
 BULK_HISTORY = "/ajax-api/2.0/mlflow/metrics/get-history-bulk-interval"
@@ -65,6 +71,7 @@ def read_runs_api(
             experiments[run.info.experiment_id],
             run.data.tags.get(PARENT_TAG, ""),
             dict(run.data.params),
+            pruned=run.data.tags.get(PRUNED_TAG) == "true",
         )
         for run in search_all(client, ids, " and ".join(filters))
         if run.data.tags.get(RUN_TYPE_TAG) not in (SWEEP, EVALUATION)

@@ -22,11 +22,20 @@ def _cell(value: object) -> str:
     return str(value)
 
 
+def _column_cells(column: pd.Series) -> list[str]:
+    """A column's cells as text: floats to 4 decimals, missing values blank."""
+    if pd.api.types.is_float_dtype(column.dtype):
+        return ["" if math.isnan(v) else f"{v:.4f}" for v in column.to_numpy()]
+    if isinstance(column.dtype, pd.Int64Dtype):
+        return column.astype("string").fillna("").tolist()
+    return [_cell(v) for v in column.astype(object).to_numpy()]
+
+
 def markdown_table(table: pd.DataFrame, columns: list[str]) -> str:
-    """A GitHub-flavoured Markdown table of ``columns``."""
+    """A GitHub-flavoured Markdown table of ``columns`` (formatted column by column)."""
+    cells = [_column_cells(table[c]) for c in columns]
     lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
-    for _, row in table.iterrows():
-        lines.append("| " + " | ".join(_cell(row[c]) for c in columns) + " |")
+    lines += ["| " + " | ".join(row) + " |" for row in zip(*cells, strict=True)]
     return "\n".join(lines) + "\n"
 
 

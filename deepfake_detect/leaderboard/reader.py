@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from urllib.parse import urlparse
 
 from deepfake_detect.leaderboard.records import RunRecord, StoreError
+from deepfake_detect.leaderboard.selection import SELECTIONS
 from deepfake_detect.leaderboard.table import Leaderboard, build_leaderboard, validate_metric
 from deepfake_detect.tracking.store import (
     StoreNotFoundError,
@@ -16,6 +17,7 @@ from deepfake_detect.tracking.store import (
 from deepfake_detect.tracking.vocabulary import BEST_EPOCH_METRIC, EPOCH_KEYS, TEST_KEYS
 
 DB_SCHEMES = ("sqlite", "postgresql", "mysql", "mssql")
+ROW_KEYS: tuple[str, ...] = (*EPOCH_KEYS, *TEST_KEYS)  # the metric columns of a row
 
 
 def read_store(
@@ -23,9 +25,12 @@ def read_store(
     experiments: Sequence[str],
     sweep: str | None,
     include_failed: bool,
-    keys: Sequence[str],
+    metric: str = "val_auc",
+    selection: str = "best",
 ) -> list[RunRecord]:
-    """Runs with their histories; a missing SQLite file is an error, never a new store."""
+    """Runs with the values of the table's metrics (database stores: only at the epoch each
+    row reports, picked in the database by ``metric`` and ``selection``; servers: whole
+    histories); a missing SQLite file is an error, never a new store."""
     try:
         require_existing_store(uri)
     except StoreNotFoundError as error:
@@ -33,13 +38,14 @@ def read_store(
     if urlparse(uri).scheme.split("+")[0] in DB_SCHEMES:
         from deepfake_detect.leaderboard.sql_reader import read_runs_sql
 
-        return read_runs_sql(uri, experiments, sweep, include_failed, keys)
+        return read_runs_sql(uri, experiments, sweep, include_failed, ROW_KEYS, metric, selection)
     import requests
     from mlflow.exceptions import MlflowException
 
     from deepfake_detect.leaderboard.api_reader import read_runs_api
 
     try:
+        keys = [*ROW_KEYS, BEST_EPOCH_METRIC]
         return read_runs_api(uri, experiments, sweep, include_failed, keys)
     except (MlflowException, requests.RequestException) as error:
         first = str(error).strip().splitlines()[0] if str(error).strip() else repr(error)
@@ -56,11 +62,14 @@ def collect(
 ) -> Leaderboard:
     """Read the store and build the table (raises StoreError/ValueError on bad input)."""
     validate_metric(metric)
+    if select not in SELECTIONS:
+        raise ValueError(f"--select {select!r}; choose one of {', '.join(SELECTIONS)}")
     records = read_store(
         resolve_tracking_uri(tracking_uri),
         experiments,
         sweep,
         include_failed,
-        [*EPOCH_KEYS, *TEST_KEYS, BEST_EPOCH_METRIC],
+        metric,
+        select,
     )
     return build_leaderboard(records, metric, select)

@@ -23,6 +23,11 @@ class RunRecord:
     parent_run_id: str
     params: dict[str, str]
     history: History = field(default_factory=dict)
+    pruned: bool = False  # stopped early by sweep pruning (tag ``pruned=true``)
+    # set by a reader that picked the row's epoch in the store: ``history`` then holds only
+    # that epoch's values (``epoch`` None: the run logged no epoch)
+    preselected: bool = False
+    epoch: int | None = None
 
 
 def choose_experiments(existing: Mapping[str, str], names: Sequence[str]) -> dict[str, str]:

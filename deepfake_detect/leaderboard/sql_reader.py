@@ -1,7 +1,11 @@
-"""Read runs straight from an MLflow database (sqlite/postgresql/mysql) in five queries.
+"""Read runs straight from an MLflow database (sqlite/postgresql/mysql), the best epoch picked
+inside the database.
 
-Five set-based queries (experiments, runs, tags, params, metrics) however many runs there
-are; no MLflow import, no per-run or per-metric round trips.
+A fixed number of set-based queries however many runs there are, no MLflow import. The
+database returns a few aggregates per run (window functions over the ranking metric,
+``best_epoch`` and ``train_loss`` only), Python applies :func:`selection.pick_epoch` to them,
+and only the chosen epoch's values, the test values and the params that differ between runs
+come back: the cost grows with runs, not with epochs x metrics.
 """
 
 from __future__ import annotations
@@ -19,45 +23,119 @@ from deepfake_detect.leaderboard.records import (
     check_sweep,
     choose_experiments,
 )
-from deepfake_detect.tracking.vocabulary import EVALUATION, PARENT_TAG, RUN_TYPE_TAG, SWEEP
+from deepfake_detect.leaderboard.selection import EPOCH_KEY, EpochFacts, pick_epoch
+from deepfake_detect.leaderboard.table import ALWAYS_READ_PARAMS
+from deepfake_detect.tracking.vocabulary import (
+    BEST_EPOCH_METRIC,
+    EVALUATION,
+    PARENT_TAG,
+    PRUNED_TAG,
+    RUN_TYPE_TAG,
+    SWEEP,
+    higher_is_better,
+)
 
+_ACTIVE_RUNS = "r.lifecycle_stage = 'active' AND r.experiment_id IN :experiments"
 _RUNS = text(
-    "SELECT run_uuid, name, status, experiment_id FROM runs "
-    "WHERE lifecycle_stage = 'active' AND experiment_id IN :experiments"
+    f"SELECT r.run_uuid, r.name, r.status, r.experiment_id FROM runs r WHERE {_ACTIVE_RUNS}"
 ).bindparams(bindparam("experiments", expanding=True))
 _TAGS = text(
     "SELECT t.run_uuid, t.key, t.value FROM tags t JOIN runs r ON r.run_uuid = t.run_uuid "
-    "WHERE r.lifecycle_stage = 'active' AND r.experiment_id IN :experiments AND t.key IN :keys"
+    f"WHERE {_ACTIVE_RUNS} AND t.key IN :keys"
 ).bindparams(bindparam("experiments", expanding=True), bindparam("keys", expanding=True))
+# The per-run aggregates the epoch rule needs. They scan one metric key each through
+# MLflow's (key, ...) primary key, for every run of the store (rows of other runs are dropped
+# in Python; a per-run index lookup was far slower without planner statistics).
+_LAST_STEPS = text(
+    "SELECT run_uuid, key, MAX(step) FROM metrics WHERE key IN :keys GROUP BY run_uuid, key"
+).bindparams(bindparam("keys", expanding=True))
+_MODEL_EPOCHS = text(  # ordered: the latest logged best_epoch comes last
+    "SELECT run_uuid, value, is_nan FROM metrics WHERE key = :key ORDER BY step, timestamp, value"
+)
+# the best step of the ranking metric: the latest value of each step (newest timestamp, then
+# the larger value), NaN last, ties to the earliest step; {order} is the metric's direction
+_BEST_STEPS = """
+WITH latest AS (
+  SELECT run_uuid, step, value, is_nan,
+         ROW_NUMBER() OVER (PARTITION BY run_uuid, step
+                            ORDER BY timestamp DESC, value DESC) AS newest
+  FROM metrics WHERE key = :key
+), ranked AS (
+  SELECT run_uuid, step, is_nan,
+         ROW_NUMBER() OVER (PARTITION BY run_uuid ORDER BY is_nan ASC, value {order}, step ASC)
+           AS position
+  FROM latest WHERE newest = 1
+)
+SELECT run_uuid, step FROM ranked WHERE position = 1 AND is_nan = 0
+"""
+_CHOSEN = "dfd_leaderboard_rows"  # temporary table: the exported runs and their row epochs
+
+
+def _values_query(keys: Sequence[str]) -> sqlalchemy.TextClause:
+    """One row per exported run: how many rows and distinct keys made it (more rows than
+    keys: a step was logged twice), then its values of ``keys`` at its row epoch (NaN as
+    NULL).
+    CROSS JOIN: SQLite walks the chosen runs and seeks MLflow's (run_uuid, key, step) index."""
+    pivot = ", ".join(
+        f"MAX(CASE WHEN m.key = :key{i} AND m.is_nan = 0 THEN m.value END)"
+        for i in range(len(keys))
+    )
+    return text(
+        f"SELECT c.run_uuid, COUNT(*), COUNT(DISTINCT m.key), {pivot} "
+        f"FROM {_CHOSEN} c CROSS JOIN metrics m "
+        "WHERE m.run_uuid = c.run_uuid AND m.step = c.step AND m.key IN :keys "
+        "GROUP BY c.run_uuid"
+    ).bindparams(bindparam("keys", expanding=True))
+
+
+# runs with a re-logged step: every row, oldest first (the latest value wins)
+_RELOGGED_VALUES = text(
+    f"SELECT m.run_uuid, m.key, m.value, m.is_nan FROM {_CHOSEN} c CROSS JOIN metrics m "
+    "WHERE m.run_uuid = c.run_uuid AND m.step = c.step AND m.key IN :keys "
+    "AND c.run_uuid IN :runs ORDER BY m.timestamp, m.value"
+).bindparams(bindparam("keys", expanding=True), bindparam("runs", expanding=True))
+_PARAM_SPREAD = text(
+    f"SELECT p.key, COUNT(*), COUNT(DISTINCT p.value) FROM {_CHOSEN} c "
+    "JOIN params p ON p.run_uuid = c.run_uuid GROUP BY p.key"
+)
 _PARAMS = text(
-    "SELECT p.run_uuid, p.key, p.value FROM params p JOIN runs r ON r.run_uuid = p.run_uuid "
-    "WHERE r.lifecycle_stage = 'active' AND r.experiment_id IN :experiments"
-).bindparams(bindparam("experiments", expanding=True))
-_METRICS = text(
-    "SELECT m.run_uuid, m.key, m.step, m.value, m.is_nan FROM metrics m "
-    "JOIN runs r ON r.run_uuid = m.run_uuid "
-    "WHERE r.lifecycle_stage = 'active' AND r.experiment_id IN :experiments AND m.key IN :keys "
-    "ORDER BY m.timestamp, m.step"
-).bindparams(bindparam("experiments", expanding=True), bindparam("keys", expanding=True))
+    f"SELECT p.run_uuid, p.key, p.value FROM {_CHOSEN} c "
+    "JOIN params p ON p.run_uuid = c.run_uuid WHERE p.key IN :keys"
+).bindparams(bindparam("keys", expanding=True))
 
 
 def read_runs_sql(
-    uri: str, names: Sequence[str], sweep: str | None, include_failed: bool, keys: Sequence[str]
+    uri: str,
+    names: Sequence[str],
+    sweep: str | None,
+    include_failed: bool,
+    keys: Sequence[str],
+    metric: str = "val_auc",
+    selection: str = "best",
 ) -> list[RunRecord]:
-    """Training runs of the named experiments (of one sweep), with histories of ``keys``."""
+    """Training runs of the named experiments (of one sweep), each with the values of ``keys``
+    at the epoch its row reports (ranked by ``metric``, ``selection`` best or last) and the
+    params that tell the runs apart."""
     engine = sqlalchemy.create_engine(uri)
     try:
         with engine.connect() as db:
-            return _read(db, names, sweep, include_failed, keys)
-    except sqlalchemy.exc.OperationalError as error:
+            records = _read_runs(db, names, sweep, include_failed)
+            if records:
+                _choose_epochs(db, records, metric, selection)
+                _read_values(db, records, keys)
+                _read_params(db, records)
+                db.execute(text(f"DROP TABLE {_CHOSEN}"))
+            return list(records.values())
+    except sqlalchemy.exc.DBAPIError as error:
         raise StoreError(f"{uri} is not a readable MLflow store ({error.orig})") from error
     finally:
         engine.dispose()
 
 
-def _read(
-    db, names: Sequence[str], sweep: str | None, include_failed: bool, keys: Sequence[str]
-) -> list[RunRecord]:
+def _read_runs(
+    db, names: Sequence[str], sweep: str | None, include_failed: bool
+) -> dict[str, RunRecord]:
+    """The exported runs, not yet with values."""
     rows = db.execute(
         text("SELECT experiment_id, name FROM experiments WHERE lifecycle_stage = 'active'")
     )
@@ -65,7 +143,8 @@ def _read(
     ids = [int(eid) for eid in experiments]
     tags: dict[str, dict[str, str]] = defaultdict(dict)
     for run_id, key, value in db.execute(
-        _TAGS, {"experiments": ids, "keys": [RUN_TYPE_TAG, PARENT_TAG]}
+        _TAGS,
+        {"experiments": ids, "keys": [RUN_TYPE_TAG, PARENT_TAG, PRUNED_TAG]},
     ):
         tags[run_id][key] = value
     check_sweep(sweep, [r for r, t in tags.items() if t.get(RUN_TYPE_TAG) == SWEEP])
@@ -85,16 +164,74 @@ def _read(
             experiments[str(experiment_id)],
             run_tags.get(PARENT_TAG, ""),
             {},
+            pruned=run_tags.get(PRUNED_TAG) == "true",
+            preselected=True,
         )
-    for run_id, key, value in db.execute(_PARAMS, {"experiments": ids}):
-        if run_id in records:
-            records[run_id].params[key] = value
-    for run_id, key, step, value, is_nan in db.execute(
-        _METRICS, {"experiments": ids, "keys": list(keys)}
-    ):
-        if run_id in records:
-            # ordered by time: a re-logged step keeps its latest value
-            records[run_id].history.setdefault(key, {})[int(step)] = (
-                math.nan if is_nan else float(value)
-            )
-    return list(records.values())
+    return records
+
+
+def _choose_epochs(db, records: dict[str, RunRecord], metric: str, selection: str) -> None:
+    """Each record's row epoch from the database's aggregates, queried only where the rule
+    needs them (a ``best`` row of a run that logged ``best_epoch`` needs nothing else); the
+    records and their epochs go into a temporary table that the later queries join."""
+    model_epochs: dict[str, int | None] = {}
+    if selection == "best":
+        for run_id, value, is_nan in db.execute(_MODEL_EPOCHS, {"key": BEST_EPOCH_METRIC}):
+            model_epochs[run_id] = None if is_nan else int(value)
+    unresolved = selection != "best" or any(model_epochs.get(r) is None for r in records)
+    last: dict[tuple[str, str], int] = {}
+    best: dict[str, int] = {}
+    if unresolved:
+        keys = sorted({metric, EPOCH_KEY})
+        last = {(run, key): int(step) for run, key, step in db.execute(_LAST_STEPS, {"keys": keys})}
+    if unresolved and selection == "best":
+        order = "DESC" if higher_is_better(metric) else "ASC"
+        query = text(_BEST_STEPS.format(order=order))
+        best = {run: int(step) for run, step in db.execute(query, {"key": metric})}
+    for run_id, record in records.items():
+        facts = EpochFacts(
+            model_epoch=model_epochs.get(run_id),
+            last_epoch=last.get((run_id, EPOCH_KEY)),
+            metric_last=last.get((run_id, metric)),
+            metric_best=best.get(run_id),
+        )
+        record.epoch = pick_epoch(facts, metric, selection)
+    db.execute(
+        text(f"CREATE TEMPORARY TABLE {_CHOSEN} (run_uuid VARCHAR(32) PRIMARY KEY, step BIGINT)")
+    )
+    db.execute(
+        text(f"INSERT INTO {_CHOSEN} (run_uuid, step) VALUES (:run_uuid, :step)"),
+        [{"run_uuid": run_id, "step": r.epoch} for run_id, r in records.items()],
+    )
+
+
+def _read_values(db, records: dict[str, RunRecord], keys: Sequence[str]) -> None:
+    """The values of ``keys`` at each record's epoch; a step logged twice keeps its latest
+    value (those few runs are read again row by row, ordered by time)."""
+    keys = list(keys)
+    relogged = []
+    bound = {"keys": keys, **{f"key{i}": key for i, key in enumerate(keys)}}
+    for run_id, rows, distinct, *values in db.execute(_values_query(keys), bound):
+        record = records[run_id]
+        if rows > distinct:
+            relogged.append(run_id)
+        for key, value in zip(keys, values, strict=True):
+            if value is not None:
+                record.history[key] = {record.epoch: float(value)}
+    if relogged:
+        for run_id, key, value, is_nan in db.execute(
+            _RELOGGED_VALUES, {"keys": keys, "runs": relogged}
+        ):
+            record = records[run_id]
+            record.history[key] = {record.epoch: math.nan if is_nan else float(value)}
+
+
+def _read_params(db, records: dict[str, RunRecord]) -> None:
+    """Only params whose values are not the same for every record (plus the swept and the
+    monitor params): the rest cannot tell rows apart, and 16k runs x 60 params is a lot."""
+    wanted = set(ALWAYS_READ_PARAMS)
+    for key, count, distinct in db.execute(_PARAM_SPREAD):
+        if distinct > 1 or count < len(records):
+            wanted.add(key)
+    for run_id, key, value in db.execute(_PARAMS, {"keys": sorted(wanted)}):
+        records[run_id].params[key] = value

@@ -13,9 +13,6 @@ from deepfake_detect.leaderboard.reader import read_store
 from deepfake_detect.leaderboard.table import build_leaderboard
 from deepfake_detect.metrics import plots
 from deepfake_detect.tracking.vocabulary import (
-    BEST_EPOCH_METRIC,
-    EPOCH_KEYS,
-    TEST_KEYS,
     higher_is_better,
 )
 
@@ -32,7 +29,8 @@ def summarise_sweep(
         [experiment],
         parent_run_id,
         True,
-        [*EPOCH_KEYS, *TEST_KEYS, BEST_EPOCH_METRIC],
+        metric,
+        "best",
     )
     board = build_leaderboard(records, metric, "best")
     table = board.table

@@ -16,6 +16,8 @@ MODEL_ARTIFACT = "model"  # name of the logged Keras model in every training run
 THRESHOLD_METRIC = "val_youden_threshold"  # decision threshold logged with each training run
 BEST_EPOCH_METRIC = "best_epoch"  # the epoch whose weights are the run's model
 MONITOR_PARAM = "trainer.monitor"  # the metric that picked that epoch
+PRUNED_TAG = "pruned"  # "true" on a sweep trial stopped early by pruning
+PRUNED_EPOCH_TAG = "pruned_at_epoch"  # the last epoch it trained
 
 # what a training run was trained on (tags) and at which size (param)
 MODEL_TAG = "model"

@@ -1,0 +1,101 @@
+"""The SQL reader picks each row's epoch inside the database; it must agree with the Python
+rule applied to whole histories on any history: NaN, ties, missing and re-logged epochs,
+runs without ``best_epoch`` or without any epoch, ascending metrics, test metrics, ``last``."""
+
+from __future__ import annotations
+
+import math
+import random
+
+import pandas as pd
+import pytest
+from mlflow.entities import Metric
+
+from deepfake_detect.leaderboard.api_reader import read_runs_api
+from deepfake_detect.leaderboard.reader import ROW_KEYS
+from deepfake_detect.leaderboard.selection import EpochFacts, facts_from_history, pick_epoch
+from deepfake_detect.leaderboard.sql_reader import read_runs_sql
+from deepfake_detect.leaderboard.table import build_leaderboard
+from deepfake_detect.tracking.store import store_client
+from deepfake_detect.tracking.vocabulary import BEST_EPOCH_METRIC, EPOCH_KEYS, TEST_KEYS
+
+VALUES = (0.25, 0.5, 0.75, math.nan)  # few values: many ties, some NaN
+
+
+def random_run_metrics(rng: random.Random) -> list[list[Metric]]:
+    """Batches of one run's metrics, logged in order (later batches re-log some steps)."""
+    epochs = rng.choice([0, 1, 3, 5])
+    first, relogged = [], []
+    for step in range(epochs):
+        for key in EPOCH_KEYS:
+            if rng.random() < 0.1:
+                continue  # a missing value at this epoch
+            first.append(Metric(key, rng.choice(VALUES), 1000 + step, step))
+            if rng.random() < 0.08:  # a re-logged step: a later value wins
+                relogged.append(Metric(key, rng.choice(VALUES), 3000 + step, step))
+            elif rng.random() < 0.03:  # same timestamp twice: the larger value wins
+                relogged.append(Metric(key, rng.choice(VALUES[:3]), 1000 + step, step))
+    if epochs and rng.random() < 0.6:
+        model_epoch = rng.randrange(epochs)
+        first.append(Metric(BEST_EPOCH_METRIC, model_epoch, 4000, 0))
+        first += [Metric(key, rng.choice(VALUES), 4000, model_epoch) for key in TEST_KEYS]
+        if rng.random() < 0.2:  # a later best_epoch (a resumed run) replaces it
+            relogged.append(Metric(BEST_EPOCH_METRIC, rng.randrange(epochs), 5000, 0))
+    return [batch for batch in (first, relogged) if batch]
+
+
+@pytest.fixture(scope="module")
+def random_store(tmp_path_factory) -> str:
+    uri = f"sqlite:///{tmp_path_factory.mktemp('selection') / 'mlflow.db'}"
+    client = store_client(uri)
+    experiment_id = client.create_experiment("random")
+    rng = random.Random(20261129)
+    for index in range(40):
+        run_id = client.create_run(experiment_id, run_name=f"run{index:02d}").info.run_id
+        for batch in random_run_metrics(rng):
+            for start in range(0, len(batch), 900):
+                client.log_batch(run_id, metrics=batch[start : start + 900])
+        client.set_terminated(run_id, rng.choice(["FINISHED", "FINISHED", "FAILED"]))
+    return uri
+
+
+@pytest.mark.parametrize("selection", ["best", "last"])
+@pytest.mark.parametrize("metric", ["val_auc", "val_loss", "train_fn", "test_auc", "test_loss"])
+def test_sql_selection_equals_python_rule_on_random_histories(random_store, metric, selection):
+    whole = read_runs_api(random_store, [], None, True, [*ROW_KEYS, BEST_EPOCH_METRIC])
+    in_sql = read_runs_sql(random_store, [], None, True, ROW_KEYS, metric, selection)
+    assert all(record.preselected for record in in_sql)
+    assert not any(record.preselected for record in whole)
+    reference = build_leaderboard(whole, metric, selection).table
+    picked = build_leaderboard(in_sql, metric, selection).table
+    assert len(picked) == 40
+    assert picked["epoch"].isna().sum() > 0  # runs without epochs are in the test
+    pd.testing.assert_frame_equal(picked, reference)
+
+
+def test_sql_reads_only_the_chosen_epoch(random_store):
+    for record in read_runs_sql(random_store, [], None, True, ROW_KEYS, "val_auc", "best"):
+        assert all(list(values) == [record.epoch] for values in record.history.values())
+
+
+@pytest.mark.parametrize(
+    ("history", "metric", "selection", "epoch"),
+    [
+        ({"val_auc": {0: 0.5, 1: 0.9, 2: 0.9}}, "val_auc", "best", 1),  # tie: earliest
+        ({"val_loss": {0: 0.5, 1: 0.2, 2: 0.2}}, "val_loss", "best", 1),  # ascending
+        ({"val_auc": {0: math.nan, 1: 0.3, 2: math.nan}}, "val_auc", "best", 1),  # NaN skipped
+        ({"val_auc": {0: math.nan}, "train_loss": {0: 1.0, 1: 0.9}}, "val_auc", "best", 1),
+        ({"best_epoch": {0: 2.0}, "val_auc": {0: 0.9, 2: 0.1}}, "val_auc", "best", 2),
+        ({"best_epoch": {0: 0.0}, "train_loss": {0: 1, 3: 1}}, "val_auc", "last", 3),
+        ({"test_auc": {4: 0.8}, "val_auc": {0: 0.9}}, "test_auc", "best", 4),
+        ({}, "val_auc", "best", None),
+    ],
+)
+def test_epoch_rule(history, metric, selection, epoch):
+    assert pick_epoch(facts_from_history(history, metric), metric, selection) == epoch
+
+
+def test_a_nan_best_epoch_is_no_model_epoch():
+    assert facts_from_history({"best_epoch": {0: math.nan}}, "val_auc") == EpochFacts(
+        None, None, None, None
+    )
