@@ -19,13 +19,14 @@ from pathlib import Path
 from deepfake_detect.config.paths import PROJECT_ROOT, RESULTS_DIR
 
 PROFILES = {
-    # image px, train images per class, epochs, repeats, leaderboard runs, epochs per sweep trial
+    # image px, train images per class, epochs, repeats, leaderboard stores (runs, epochs),
+    # epochs per sweep trial
     "full": {
         "size": 256,
         "per_class": 512,
         "epochs": 6,
         "repeats": 3,
-        "lb_runs": 1000,
+        "lb_stores": [(1000, 10), (4000, 10), (16000, 10), (1000, 40)],
         "sweep_epochs": 6,
     },
     "quick": {
@@ -33,7 +34,7 @@ PROFILES = {
         "per_class": 128,
         "epochs": 5,
         "repeats": 2,
-        "lb_runs": 1000,
+        "lb_stores": [(1000, 10)],
         "sweep_epochs": 4,
     },
     "tiny": {
@@ -41,7 +42,7 @@ PROFILES = {
         "per_class": 64,
         "epochs": 2,
         "repeats": 1,
-        "lb_runs": 20,
+        "lb_stores": [(20, 10), (20, 20)],
         "sweep_epochs": 2,
     },
 }
@@ -134,6 +135,8 @@ def training_cases(profile: dict, work: Path) -> tuple[dict, dict]:
 def print_table(result: dict) -> None:
     print(f"\n{'case':<22}{'figure':>16}  detail")
     for name, case in result["cases"].items():
+        if name == "leaderboard_export":
+            continue
         if "images_per_s" in case:
             print(f"{name:<22}{case['images_per_s']:>12.1f} img/s  {case.get('precision', '')}")
         else:
@@ -141,6 +144,17 @@ def print_table(result: dict) -> None:
                 f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in case.items()
             )
             print(f"{name:<22}{'':>16}  {detail}")
+    board = result["cases"]["leaderboard_export"]
+    print()
+    for store in board["stores"]:
+        print(
+            f"leaderboard {store['runs']} runs x {store['epochs']} epochs "
+            f"({store['metric_rows'] / 1e6:.2f} M metric rows): {store['export_s']:.2f} s, "
+            f"peak RSS {store['peak_rss_mb']:.0f} MB   (goal at 16,000 x 10: < 3 s, < 300 MB)"
+        )
+    for key in ("time_ratio_runs", "time_ratio_epochs"):
+        if key in board:
+            print(f"  {board[key]}")
     ratios = result["ratios"]
     print(f"\nours / seed_loop       {ratios['ours_vs_seed_loop']:.2f}x   (target >= 1.25x)")
     print(f"pipeline efficiency    {ratios['pipeline_efficiency']:.2f}    (target >= 0.95)")
@@ -168,7 +182,7 @@ def main(argv: list[str] | None = None) -> int:
         data = bench_data(profile["size"], profile["per_class"])
         tools = {"training_memory": tooling_cases.training_peak_rss(work, data, profile["size"])}
         table, extra = training_cases(profile, work)
-        tools["leaderboard_export"] = tooling_cases.leaderboard_export(work, profile["lb_runs"], 10)
+        tools["leaderboard_export"] = tooling_cases.leaderboard_scaling(work, profile["lb_stores"])
         tools["cli_startup"] = tooling_cases.cli_startup()
         tools["sweep_overhead"] = tooling_cases.sweep_overhead(
             work, data, min(profile["size"], 128), profile["sweep_epochs"]

@@ -94,33 +94,66 @@ def fill_store(uri: str, runs: int, epochs: int) -> None:
             )
 
 
+def timed_child(command: list[str]) -> tuple[float, float]:
+    """Wall seconds and peak RSS (MB) of one child process (``wait4``: its own rusage)."""
+    start = time.perf_counter()
+    child = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=ENV)
+    _, status, usage = os.wait4(child.pid, 0)
+    child.returncode = os.waitstatus_to_exitcode(status)
+    if child.returncode:
+        raise subprocess.CalledProcessError(child.returncode, command)
+    return time.perf_counter() - start, usage.ru_maxrss / 1024
+
+
 def leaderboard_export(folder: Path, runs: int, epochs: int) -> dict[str, float]:
-    """Seconds to export ``runs`` runs (subprocess, cold, as a user runs it)."""
-    db = folder / "leaderboard.db"
+    """Median seconds and peak RSS of ``deepfake-detect leaderboard --no-chart`` over a store of
+    ``runs`` x ``epochs`` (a cold subprocess, as a user runs it; 3 repeats)."""
+    db = folder / f"leaderboard-{runs}x{epochs}.db"
     uri = f"sqlite:///{db}"
     start = time.perf_counter()
     fill_store(uri, runs, epochs)
     filled = time.perf_counter() - start
-    times = []
-    for _ in range(3):
-        start = time.perf_counter()
-        subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "deepfake_detect.commands.cli",
-                "leaderboard",
-                "--tracking-uri",
-                uri,
-                "--out",
-                str(folder / "lb.csv"),
-            ],
-            check=True,
-            capture_output=True,
-            env=ENV,
+    command = [
+        sys.executable,
+        "-m",
+        "deepfake_detect.commands.cli",
+        "leaderboard",
+        "--tracking-uri",
+        uri,
+        "--out",
+        str(folder / "lb.csv"),
+        "--no-chart",
+    ]
+    measured = [timed_child(command) for _ in range(3)]
+    db.unlink()
+    return {
+        "runs": runs,
+        "epochs": epochs,
+        "metric_rows": runs * (epochs * 18 + 10),
+        "export_s": statistics.median(t for t, _ in measured),
+        "peak_rss_mb": max(rss for _, rss in measured),
+        "fill_s": filled,
+    }
+
+
+def leaderboard_scaling(folder: Path, stores: list[tuple[int, int]]) -> dict[str, object]:
+    """``leaderboard_export`` for each (runs, epochs) store, and how time grows with each."""
+    cases = [leaderboard_export(folder, runs, epochs) for runs, epochs in stores]
+    result: dict[str, object] = {"stores": cases}
+    by_shape = {(c["runs"], c["epochs"]): c["export_s"] for c in cases}
+    runs_grid = sorted(runs for runs, epochs in by_shape if epochs == 10)
+    if len(runs_grid) > 1:
+        low, high = runs_grid[0], runs_grid[-1]
+        result["time_ratio_runs"] = f"{high // low}x runs -> " + (
+            f"{by_shape[high, 10] / by_shape[low, 10]:.2f}x time"
         )
-        times.append(time.perf_counter() - start)
-    return {"runs": runs, "epochs": epochs, "export_s": statistics.median(times), "fill_s": filled}
+    epochs_grid = sorted(e for r, e in by_shape if r == runs_grid[0]) if runs_grid else []
+    if len(epochs_grid) > 1:
+        few, many = epochs_grid[0], epochs_grid[-1]
+        result["time_ratio_epochs"] = f"{many // few}x epochs -> " + (
+            f"{by_shape[runs_grid[0], many] / by_shape[runs_grid[0], few]:.2f}x time"
+        )
+    return result
 
 
 def cli_startup() -> dict[str, float]:

@@ -130,7 +130,10 @@ def test_bench_runs_end_to_end_in_tiny_mode(tmp_path):
     assert 0 < report["ratios"]["exact_val_metrics_overhead"] < 1
     for case in ("seed_loop", "ours", "ceiling"):
         assert report["cases"][case]["images_per_s"] > 0
-    assert report["cases"]["leaderboard_export"]["runs"] == 20
+    stores = report["cases"]["leaderboard_export"]["stores"]
+    assert [(s["runs"], s["epochs"]) for s in stores] == [(20, 10), (20, 20)]
+    assert all(s["export_s"] > 0 and s["peak_rss_mb"] > 0 for s in stores)
+    assert "leaderboard 20 runs x 10 epochs" in result.stdout
     assert report["cases"]["training_memory"]["peak_rss_gb"] > 0
     assert "per_trial_overhead" in report["cases"]["sweep_overhead"]
     assert report["machine"]["cpu_count"] >= 1

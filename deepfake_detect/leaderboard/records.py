@@ -24,10 +24,11 @@ class RunRecord:
     params: dict[str, str]
     history: History = field(default_factory=dict)
     pruned: bool = False  # stopped early by sweep pruning (tag ``pruned=true``)
-    # set by a reader that picked the row's epoch in the store: ``history`` then holds only
-    # that epoch's values (``epoch`` None: the run logged no epoch)
+    # set by a reader that picked the row's epoch in the store: ``values`` holds that epoch's
+    # values (``epoch`` None: the run logged no epoch) and ``history`` stays empty
     preselected: bool = False
     epoch: int | None = None
+    values: dict[str, float] = field(default_factory=dict)
 
 
 def choose_experiments(existing: Mapping[str, str], names: Sequence[str]) -> dict[str, str]:

@@ -212,18 +212,16 @@ def _read_values(db, records: dict[str, RunRecord], keys: Sequence[str]) -> None
     relogged = []
     bound = {"keys": keys, **{f"key{i}": key for i, key in enumerate(keys)}}
     for run_id, rows, distinct, *values in db.execute(_values_query(keys), bound):
-        record = records[run_id]
+        records[run_id].values = {
+            key: float(value) for key, value in zip(keys, values, strict=True) if value is not None
+        }
         if rows > distinct:
             relogged.append(run_id)
-        for key, value in zip(keys, values, strict=True):
-            if value is not None:
-                record.history[key] = {record.epoch: float(value)}
     if relogged:
         for run_id, key, value, is_nan in db.execute(
             _RELOGGED_VALUES, {"keys": keys, "runs": relogged}
         ):
-            record = records[run_id]
-            record.history[key] = {record.epoch: math.nan if is_nan else float(value)}
+            records[run_id].values[key] = math.nan if is_nan else float(value)
 
 
 def _read_params(db, records: dict[str, RunRecord]) -> None:

@@ -61,7 +61,9 @@ def build_columns(
     where that epoch's weights were tested, i.e. the run's model), ids and ``params``."""
     steps = [select_step(record, metric, selection) for record in records]
     at_step = [
-        {key: values[step] for key, values in record.history.items() if step in values}
+        record.values
+        if record.preselected
+        else {key: values[step] for key, values in record.history.items() if step in values}
         for record, step in zip(records, steps, strict=True)
     ]
     columns: dict[str, list[object]] = {"model": [record.name for record in records]}
