@@ -55,8 +55,8 @@ test-fast: install ## the inner loop: every test that trains no TensorFlow model
 	TF_CPP_MIN_LOG_LEVEL=2 $(PY) -m pytest -m "not training and not slow" $(PYTEST_ARGS)
 
 lint: install ## ruff check and format check
-	$(VENV)/bin/ruff check deepfake_detect tests bench
-	$(VENV)/bin/ruff format --check deepfake_detect tests bench
+	$(VENV)/bin/ruff check deepfake_detect hydra_plugins tests bench
+	$(VENV)/bin/ruff format --check deepfake_detect hydra_plugins tests bench
 
 leaderboard: install ## export runs to results/model_eval.csv (OUT= EXPERIMENT= SWEEP= METRIC=)
 	$(VENV)/bin/deepfake-detect leaderboard --out $(OUT) --metric $(METRIC) \

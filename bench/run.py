@@ -27,6 +27,8 @@ PROFILES = {
         "epochs": 6,
         "repeats": 3,
         "lb_stores": [(1000, 10), (4000, 10), (16000, 10), (1000, 40)],
+        # the demo grid with and without sweep.pruning: (image px, extra overrides) or None
+        "pruning_grid": (128, ()),
         "sweep_epochs": 6,
     },
     "quick": {
@@ -35,6 +37,7 @@ PROFILES = {
         "epochs": 5,
         "repeats": 2,
         "lb_stores": [(1000, 10)],
+        "pruning_grid": None,
         "sweep_epochs": 4,
     },
     "tiny": {
@@ -43,6 +46,7 @@ PROFILES = {
         "epochs": 2,
         "repeats": 1,
         "lb_stores": [(20, 10), (20, 20)],
+        "pruning_grid": (32, ("trainer.epochs=3", "optimizer.lr=0.001,0.003", "model.dropout=0.0")),
         "sweep_epochs": 2,
     },
 }
@@ -64,6 +68,17 @@ def bench_data(size: int, per_class: int) -> Path:
             },
             seed=0,
         )
+        (root / ".complete").touch()
+    return root
+
+
+def demo_data(size: int) -> Path:
+    """The demo dataset (``make data``: 600/200/200 images per class) at ``size`` px."""
+    from deepfake_detect.data.synthetic import generate_dataset
+
+    root = PROJECT_ROOT / "data" / f"bench_demo_{size}px"
+    if not (root / ".complete").is_file():
+        generate_dataset(root, size, {"Train": 600, "Validation": 200, "Test": 200}, seed=0)
         (root / ".complete").touch()
     return root
 
@@ -155,6 +170,19 @@ def print_table(result: dict) -> None:
     for key in ("time_ratio_runs", "time_ratio_epochs"):
         if key in board:
             print(f"  {board[key]}")
+    grid = result["cases"].get("demo_grid_pruning")
+    if grid:
+        full, pruned = grid["full"], grid["pruned"]
+        print(
+            f"demo grid: {full['wall_s']:.0f} s without pruning, {pruned['wall_s']:.0f} s with "
+            f"sweep.pruning=median ({pruned['pruned']}/{pruned['trials']} trials pruned): "
+            f"{grid['speedup']:.2f}x   (goal >= 1.8x)"
+        )
+        print(
+            f"  best grid point {full['best_grid_point']} val_auc {full['best_val_auc']:.4f} / "
+            f"{pruned['best_grid_point']} val_auc {pruned['best_val_auc']:.4f}"
+            f"{'' if grid['same_best_grid_point'] else '  (DIFFERENT best point)'}"
+        )
     ratios = result["ratios"]
     print(f"\nours / seed_loop       {ratios['ours_vs_seed_loop']:.2f}x   (target >= 1.25x)")
     print(f"pipeline efficiency    {ratios['pipeline_efficiency']:.2f}    (target >= 0.95)")
@@ -184,6 +212,11 @@ def main(argv: list[str] | None = None) -> int:
         table, extra = training_cases(profile, work)
         tools["leaderboard_export"] = tooling_cases.leaderboard_scaling(work, profile["lb_stores"])
         tools["cli_startup"] = tooling_cases.cli_startup()
+        if profile["pruning_grid"]:
+            size, extra = profile["pruning_grid"]
+            tools["demo_grid_pruning"] = tooling_cases.demo_grid_pruning(
+                work, demo_data(size), size, *extra
+            )
         tools["sweep_overhead"] = tooling_cases.sweep_overhead(
             work, data, min(profile["size"], 128), profile["sweep_epochs"]
         )

@@ -264,3 +264,46 @@ def training_peak_rss(folder: Path, data_root: Path, size: int) -> dict[str, flo
     )
     peak_kb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
     return {"peak_rss_gb": max(peak_kb, before) / 1024**2}
+
+
+def demo_grid_pruning(folder: Path, data_root: Path, size: int, *extra: str) -> dict[str, object]:
+    """The demo grid (``make sweep``: hparams_search=grid_dropout_lr) without and with
+    ``sweep.pruning=median``, side by side: wall time, trials pruned, best grid point and its
+    val AUC."""
+    from deepfake_detect.leaderboard.reader import collect
+
+    result: dict[str, object] = {}
+    for name, pruning in (("full", []), ("pruned", ["sweep.pruning=median"])):
+        uri = f"sqlite:///{folder / f'grid-{name}.db'}"
+        command = [
+            sys.executable,
+            "-m",
+            "deepfake_detect.train",
+            "-m",
+            "hparams_search=grid_dropout_lr",
+            f"data.root={data_root}",
+            f"data.image_size={size}",
+            f"data.cache_dir={folder / 'grid-cache'}",
+            f"tracking.uri={uri}",
+            "trainer.verbose=0",
+            f"hydra.sweep.dir={folder / f'grid-{name}'}",
+            *pruning,
+            *extra,
+        ]
+        start = time.perf_counter()
+        subprocess.run(command, check=True, capture_output=True, env=ENV, cwd=PROJECT_ROOT)
+        wall = time.perf_counter() - start
+        table = collect(uri, [], None, False, "val_auc", "best").table
+        best = table.iloc[0]
+        result[name] = {
+            "wall_s": wall,
+            "trials": len(table),
+            "pruned": int(table["pruned"].sum()),
+            "best_grid_point": f"dropout={best['model.dropout']} lr={best['optimizer.lr']}",
+            "best_val_auc": float(best["val_auc"]),
+        }
+    full, pruned = result["full"], result["pruned"]
+    result["speedup"] = full["wall_s"] / pruned["wall_s"]
+    result["same_best_grid_point"] = full["best_grid_point"] == pruned["best_grid_point"]
+    result["best_val_auc_difference"] = pruned["best_val_auc"] - full["best_val_auc"]
+    return result

@@ -15,7 +15,8 @@ from tests.helpers import write_separable_data
 pytestmark = [pytest.mark.slow, pytest.mark.training]
 
 
-def multirun(tiny_data: Path, tmp_path: Path, *overrides: str):
+def multirun(tiny_data: Path, tmp_path: Path, *overrides: str, output: list | None = None):
+    """Run a multirun; its stdout+stderr is appended to ``output`` when given."""
     uri = f"sqlite:///{tmp_path / 'store' / 'mlflow.db'}"
     result = run_cli(
         [
@@ -35,6 +36,8 @@ def multirun(tiny_data: Path, tmp_path: Path, *overrides: str):
         cwd=tmp_path,
     )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    if output is not None:
+        output.append(result.stdout + result.stderr)
     client = store_client(uri)
     runs = client.search_runs([client.get_experiment_by_name("deepfake_detect").experiment_id])
     parents = [r for r in runs if r.data.tags.get(RUN_TYPE_TAG) == SWEEP]

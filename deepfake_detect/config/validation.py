@@ -3,7 +3,7 @@ MLflow run exists; each error is one line naming the key, the value and what is 
 
 from __future__ import annotations
 
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 
 class ConfigError(ValueError):
@@ -16,6 +16,7 @@ class RunFailed(RuntimeError):
 
 PRECISIONS: tuple[str, ...] = ("auto", "float32", "mixed_bfloat16", "mixed_float16")
 STRATEGIES: tuple[str, ...] = ("default", "mirrored", "multi_worker")
+PRUNERS: tuple[str, ...] = ("median",)  # sweep.pruning (null: off)
 MIN_IMAGE_SIZE = 32
 
 # the epoch metrics a run can select its best epoch by (direction: max, except loss)
@@ -56,3 +57,8 @@ def check_training_config(cfg: DictConfig) -> None:
     patience = cfg.trainer.early_stopping.patience
     if patience is not None:
         _integer("trainer.early_stopping.patience", patience, 1)
+    pruning = OmegaConf.select(cfg, "sweep.pruning")
+    if pruning is not None:
+        _choice("sweep.pruning", pruning, PRUNERS)
+    warmup = OmegaConf.select(cfg, "sweep.pruning_warmup", default=2)
+    _integer("sweep.pruning_warmup", warmup, 1)

@@ -39,6 +39,8 @@ def summarise_sweep(
     finished = table[table["run_id"].isin(finished_ids)]
     client.log_metric(parent_run_id, "children", children)
     client.log_metric(parent_run_id, "children_failed", children - len(finished))
+    pruned = int(table["pruned"].sum()) if children else 0
+    client.log_metric(parent_run_id, "children_pruned", pruned)
     if not finished.empty:
         best = finished.iloc[0]
         for key in SUMMARY_METRICS:
@@ -61,6 +63,7 @@ def summarise_sweep(
         client.log_artifacts(parent_run_id, tmp)
     print(terminal_table(board))
     print(
-        f"sweep {parent_run_id}: {children} runs, {children - len(finished)} failed; "
+        f"sweep {parent_run_id}: {children} runs, {children - len(finished)} failed, "
+        f"{pruned} pruned; "
         f"`deepfake-detect leaderboard --sweep {parent_run_id}` exports it"
     )

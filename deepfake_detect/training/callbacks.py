@@ -1,20 +1,32 @@
-"""Keras callbacks: exact validation scores, per-epoch MLflow logging and a NaN-loss guard."""
+"""Keras callbacks: precise BatchNorm, exact validation scores, per-epoch MLflow logging, a
+NaN-loss guard and sweep trial pruning."""
 
 from __future__ import annotations
 
+import logging
 import math
+import statistics
 import time
 
 import keras
 import numpy as np
 import tensorflow as tf
-from mlflow.entities import Metric
+from mlflow.entities import Metric, RunTag
 from mlflow.tracking import MlflowClient
 
 from deepfake_detect.config.validation import RunFailed
 from deepfake_detect.metrics.binary import binary_metrics
 from deepfake_detect.models.heads import predict_scores
-from deepfake_detect.tracking.vocabulary import LR_KEY, SPLIT_METRICS
+from deepfake_detect.tracking.vocabulary import (
+    LR_KEY,
+    PRUNED_EPOCH_TAG,
+    PRUNED_TAG,
+    SPLIT_METRICS,
+    higher_is_better,
+)
+from deepfake_detect.training.pruning import SiblingHistories, is_worse_than_median
+
+log = logging.getLogger(__name__)
 
 
 def epoch_metrics(logs: dict[str, float]) -> dict[str, float]:
@@ -167,3 +179,64 @@ class NonFiniteLossGuard(keras.callbacks.Callback):
         """Raise NonFiniteLossError after ``fit`` if the guard stopped training."""
         if self.reason:
             raise NonFiniteLossError(self.reason)
+
+
+class MedianPruner(keras.callbacks.Callback):
+    """Stop a sweep trial that is worse than its finished siblings' median
+    (:mod:`deepfake_detect.training.pruning`).
+
+    Put it after every callback that writes or logs the epoch's metrics.
+    """
+
+    def __init__(
+        self,
+        siblings: SiblingHistories,
+        client: MlflowClient,
+        run_id: str,
+        monitor: str,
+        warmup: int,
+    ) -> None:
+        super().__init__()
+        self.siblings = siblings
+        self.client = client
+        self.run_id = run_id
+        self.monitor = monitor
+        self.higher = higher_is_better(monitor)
+        self.warmup = warmup
+        self.history: list[float] = []  # the monitored value of every epoch
+        self.pruned_epoch: int | None = None
+        self.seconds = 0.0  # time spent reading siblings and deciding
+
+    def best_so_far(self) -> float:
+        finite = [value for value in self.history if not math.isnan(value)]
+        if not finite:
+            return math.nan
+        return max(finite) if self.higher else min(finite)
+
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        self.history.append(float((logs or {}).get(self.monitor, math.nan)))
+        last = epoch + 1 >= self.params.get("epochs", math.inf)  # nothing left to save
+        if epoch + 1 < self.warmup or last or self.model.stop_training:
+            return
+        start = time.perf_counter()
+        try:
+            self.siblings.refresh()
+            siblings = self.siblings.values_at(epoch)
+            if is_worse_than_median(self.best_so_far(), siblings, self.higher):
+                self.pruned_epoch = epoch
+                self.client.log_batch(
+                    self.run_id,
+                    tags=[RunTag(PRUNED_TAG, "true"), RunTag(PRUNED_EPOCH_TAG, str(epoch))],
+                )
+                log.info(
+                    "pruned at epoch %d: best %s %.4f is worse than the median %.4f of %d "
+                    "finished sibling(s)",
+                    epoch,
+                    self.monitor,
+                    self.best_so_far(),
+                    statistics.median(v for v in siblings if math.isfinite(v)),
+                    len(siblings),
+                )
+                self.model.stop_training = True
+        finally:
+            self.seconds += time.perf_counter() - start

@@ -34,6 +34,7 @@ from deepfake_detect.tracking.vocabulary import (
     higher_is_better,
 )
 from deepfake_detect.training.callbacks import (
+    MedianPruner,
     MlflowEpochLogger,
     NonFiniteLossGuard,
     PreciseBatchNorm,
@@ -47,6 +48,7 @@ from deepfake_detect.training.hardware import (
     select_precision,
 )
 from deepfake_detect.training.keras_metrics import tracked_metrics
+from deepfake_detect.training.pruning import SiblingHistories
 
 log = logging.getLogger(__name__)
 
@@ -63,6 +65,8 @@ class FitResult:
     test_metrics: dict[str, float] | None
     model_uri: str | None
     registered_version: str | None
+    pruned_epoch: int | None = None  # set when sweep pruning stopped the trial
+    monitor_history: tuple[float, ...] = ()  # trainer.monitor at every epoch
 
 
 @dataclass(frozen=True)
@@ -138,6 +142,25 @@ def best_epoch_keeper(cfg: DictConfig) -> keras.callbacks.EarlyStopping:
     )
 
 
+def sweep_pruner(
+    cfg: DictConfig, client: MlflowClient, run_id: str, sweep_parent: str | None
+) -> MedianPruner | None:
+    """The ``sweep.pruning`` callback of a sweep trial; None when off or outside a sweep."""
+    pruning = OmegaConf.select(cfg, "sweep.pruning")
+    if not pruning:
+        return None
+    if not sweep_parent:
+        log.warning(
+            "sweep.pruning=%s applies to sweep trials only; this run is not pruned", pruning
+        )
+        return None
+    monitor = str(cfg.trainer.monitor)
+    experiment_id = client.get_run(run_id).info.experiment_id
+    siblings = SiblingHistories(client, experiment_id, sweep_parent, run_id, monitor)
+    warmup = int(OmegaConf.select(cfg, "sweep.pruning_warmup", default=2))
+    return MedianPruner(siblings, client, run_id, monitor, warmup)
+
+
 def log_split_metrics(
     client: MlflowClient, run_id: str, prefix: str, metrics: dict[str, float], step: int
 ) -> None:
@@ -180,9 +203,15 @@ def report_best_epoch(
 
 
 def fit_and_log(
-    cfg: DictConfig, data: PreparedData, client: MlflowClient, run_id: str, register_as: str | None
+    cfg: DictConfig,
+    data: PreparedData,
+    client: MlflowClient,
+    run_id: str,
+    register_as: str | None,
+    sweep_parent: str | None = None,
 ) -> FitResult:
-    """Train, keep the best epoch's weights, evaluate them, log everything to ``run_id``."""
+    """Train, keep the best epoch's weights, evaluate them, log everything to ``run_id``
+    (a sweep trial, child of ``sweep_parent``, may be pruned by ``sweep.pruning``)."""
     seed = int(cfg.seed)
     seed_everything(seed)
     runtime, strategy = resolve_runtime(cfg)
@@ -207,11 +236,20 @@ def fit_and_log(
     guard = NonFiniteLossGuard()
     keeper = best_epoch_keeper(cfg)
     logger = MlflowEpochLogger(client, run_id)
+    pruner = sweep_pruner(cfg, client, run_id, sweep_parent)
     fit_start = time.perf_counter()
     model.fit(
         datasets["train"],  # no validation_data: the scorer makes the one validation pass
         epochs=int(cfg.trainer.epochs),
-        callbacks=[precise_bn, scorer, guard, *build_callbacks(cfg), keeper, logger],
+        callbacks=[
+            precise_bn,
+            scorer,
+            guard,
+            *build_callbacks(cfg),
+            keeper,
+            logger,
+            *([pruner] if pruner else []),  # last: it reads what the others wrote and logged
+        ],
         verbose=int(cfg.trainer.verbose),
         shuffle=False,  # the dataset shuffles itself (seeded, per epoch)
     )
@@ -222,6 +260,7 @@ def fit_and_log(
         metrics=[
             Metric("fit_seconds", fit_seconds, stamp, 0),
             Metric("val_metric_seconds", scorer.metric_seconds, stamp, 0),
+            *([Metric("pruning_seconds", pruner.seconds, stamp, 0)] if pruner else []),
         ],
     )
     guard.raise_if_tripped()
@@ -258,4 +297,6 @@ def fit_and_log(
         test_metrics=test.metrics if test else None,
         model_uri=model_uri,
         registered_version=str(version) if version is not None else None,
+        pruned_epoch=pruner.pruned_epoch if pruner else None,
+        monitor_history=tuple(logger.history.get(str(cfg.trainer.monitor), ())),
     )

@@ -93,6 +93,8 @@ def print_summary(result, name: str, url: str) -> None:  # result: training.fit.
     """Best epoch, its val/test metrics and where to look."""
     keys = ("auc", "acc", "precision", "recall", "loss")
     lines = [f"run {name}: best epoch {result.best_epoch} by {result.monitor}"]
+    if result.pruned_epoch is not None:
+        lines.append(f"  pruned after epoch {result.pruned_epoch} (sweep.pruning)")
     for split, metrics in (("val", result.val_metrics), ("test", result.test_metrics)):
         if metrics:
             shown = "  ".join(f"{key} {metrics[key]:.4f}" for key in keys)
@@ -132,9 +134,15 @@ def run_training(cfg: DictConfig, job: JobContext | None = None) -> float:
         client.log_metric(run_id, "data_load_seconds", load_seconds)
         if data.skipped:
             client.log_metric(run_id, "skipped_images", data.skipped)
-        result = fit_and_log(cfg, data, client, run_id, should_register(cfg, job))
+        result = fit_and_log(
+            cfg, data, client, run_id, should_register(cfg, job), job.parent_run_id
+        )
     print_summary(result, name, run_url(uri, experiment_id, run_id))
     print(f"MLflow run {run_id} ({name}) in experiment {cfg.tracking.experiment!r} at {uri}")
+    if result.pruned_epoch is not None:
+        from deepfake_detect.training.pruning import PrunedObjective
+
+        return PrunedObjective(result.objective, result.pruned_epoch, result.monitor_history)
     return result.objective
 
 

@@ -1,0 +1,85 @@
+"""Sweep trial pruning for any launcher (basic, joblib, SLURM, Optuna).
+
+A trial reads its finished siblings (FINISHED runs under the same sweep parent) from the
+tracking store, not from an in-process study, so jobs in other processes or on other hosts
+see each other. ``median``: after ``sweep.pruning_warmup`` epochs, a trial whose best monitored
+value so far is worse than the median of its finished siblings' values at the same epoch
+stops; it keeps its best epoch's weights, is evaluated and logged like any run, ends
+FINISHED and is tagged ``pruned=true`` with ``pruned_at_epoch``.
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+from deepfake_detect.tracking.vocabulary import PARENT_TAG, RUN_TYPE_TAG, TRAINING
+
+if TYPE_CHECKING:  # kept light: Hydra's sweeper plugin imports this module at start-up
+    from mlflow.tracking import MlflowClient
+
+
+def is_worse_than_median(best: float, siblings: Sequence[float], higher: bool) -> bool:
+    """True when ``best`` (the trial's best so far) is worse than the median of the siblings'
+    finite values; never with no sibling value to compare with. A NaN best is worse."""
+    values = [value for value in siblings if math.isfinite(value)]
+    if not values:
+        return False
+    if math.isnan(best):
+        return True
+    median = statistics.median(values)
+    return best < median if higher else best > median
+
+
+class SiblingHistories:
+    """The monitored metric of a sweep's finished trials, from the tracking store.
+
+    One ``search_runs`` per refresh finds newly finished siblings; each one's history is read
+    once (a finished run's history does not change).
+    """
+
+    def __init__(
+        self, client: MlflowClient, experiment_id: str, parent_run_id: str, run_id: str, key: str
+    ) -> None:
+        self.client = client
+        self.experiment_id = experiment_id
+        self.run_id = run_id
+        self.key = key
+        self.filter = (
+            f"tags.`{PARENT_TAG}` = '{parent_run_id}' and tags.{RUN_TYPE_TAG} = '{TRAINING}' "
+            "and attributes.status = 'FINISHED'"
+        )
+        self.histories: dict[str, dict[int, float]] = {}
+
+    def refresh(self) -> None:
+        """Read the histories of siblings that finished since the last refresh."""
+        runs = self.client.search_runs([self.experiment_id], self.filter, max_results=1000)
+        for run in runs:
+            run_id = run.info.run_id
+            if run_id != self.run_id and run_id not in self.histories:
+                history = self.client.get_metric_history(run_id, self.key)
+                self.histories[run_id] = {m.step: m.value for m in history}
+
+    def values_at(self, epoch: int) -> list[float]:
+        """Each finished sibling's value at ``epoch`` (siblings that stopped before it: none)."""
+        return [h[epoch] for h in self.histories.values() if epoch in h]
+
+
+class PrunedObjective(float):
+    """A pruned trial's objective (its best monitored value), as the job returns it: still a
+    float for every sweeper, plus the epoch it stopped at and its per-epoch monitored values
+    (the Optuna sweeper reports them and tells the study the trial was PRUNED)."""
+
+    epoch: int
+    history: list[float]
+
+    def __new__(cls, value: float, epoch: int, history: Sequence[float]) -> PrunedObjective:
+        objective = super().__new__(cls, value)
+        objective.epoch = epoch
+        objective.history = list(history)
+        return objective
+
+    def __reduce__(self):  # picklable for joblib/submitit workers
+        return (PrunedObjective, (float(self), self.epoch, self.history))

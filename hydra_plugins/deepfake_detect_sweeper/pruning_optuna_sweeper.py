@@ -1,0 +1,74 @@
+"""Hydra's Optuna sweeper, plus: trials that ``sweep.pruning`` stopped are told to the study as
+PRUNED, with their per-epoch monitored values as intermediate values.
+
+The pruning decision itself is deepfake_detect's (finished siblings' median, read from the
+tracking store, see :mod:`deepfake_detect.training.pruning`), so Optuna and grid sweeps prune
+by the same rule. A pruned job returns a :class:`PrunedObjective`; this sweeper notes each
+launched job's return value in order, and the study's ``tell`` (called by Hydra's sweeper in
+the same order) turns a pruned one into ``TrialState.PRUNED``.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections import deque
+from typing import Any
+
+from hydra_plugins.hydra_optuna_sweeper.optuna_sweeper import OptunaSweeper
+
+from deepfake_detect.training.pruning import PrunedObjective
+
+log = logging.getLogger(__name__)
+
+
+class PruningOptunaSweeper(OptunaSweeper):
+    """``hydra/sweeper: optuna`` that reports trials pruned by ``sweep.pruning`` as PRUNED."""
+
+    def sweep(self, arguments: list[str]) -> None:
+        import optuna
+        from optuna.trial import TrialState
+
+        impl = self.sweeper
+        returned: deque[Any] = deque()
+        launch = impl.launcher.launch
+
+        def launch_and_note(job_overrides, initial_job_idx):
+            returns = launch(job_overrides, initial_job_idx)
+            for job in returns:
+                try:
+                    returned.append(job.return_value)
+                except Exception:  # a failed job: the sweeper tells FAIL itself
+                    returned.append(None)
+            return returns
+
+        tell = optuna.study.Study.tell
+
+        by_trial: dict[int, Any] = {}  # trial number -> its job's return value
+
+        def tell_pruned(study, trial, values=None, state=None):
+            number = trial.number if hasattr(trial, "number") else int(trial)
+            if number not in by_trial:  # the first tell of a trial (a retry tells FAIL again)
+                by_trial[number] = returned.popleft() if returned else None
+            value = by_trial[number]
+            if isinstance(value, PrunedObjective) and state == TrialState.COMPLETE:
+                for step, monitored in enumerate(value.history):
+                    if not math.isnan(monitored):
+                        trial.report(monitored, step)
+                tell(study, trial, state=TrialState.PRUNED)
+                log.info(
+                    "optuna trial %d: %s (stopped after epoch %d by sweep.pruning)",
+                    number,
+                    study.get_trials(deepcopy=False)[number].state.name,
+                    value.epoch,
+                )
+                return None
+            return tell(study, trial, values=values, state=state)
+
+        impl.launcher.launch = launch_and_note
+        optuna.study.Study.tell = tell_pruned
+        try:
+            return impl.sweep(arguments)
+        finally:
+            optuna.study.Study.tell = tell
+            impl.launcher.launch = launch

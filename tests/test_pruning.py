@@ -1,0 +1,123 @@
+"""Sweep trial pruning (``sweep.pruning=median``): the rule, a real grid sweep and a real Optuna
+sweep whose trials' val_auc is scripted per job (tests.helpers.SCRIPTED_VAL_AUC)."""
+
+from __future__ import annotations
+
+import math
+
+import pandas as pd
+import pytest
+
+from deepfake_detect.tracking.vocabulary import PRUNED_EPOCH_TAG, PRUNED_TAG
+from deepfake_detect.training.pruning import PrunedObjective, is_worse_than_median
+from tests.conftest import run_cli
+from tests.test_sweeps import multirun
+
+SCRIPTED = [
+    "+trainer.callbacks.scripted._target_=tests.helpers.ScriptedValAuc",
+    "trainer.epochs=4",
+    "sweep.pruning=median",
+    "sweep.pruning_warmup=2",
+]
+
+
+@pytest.mark.parametrize(
+    ("best", "siblings", "higher", "worse"),
+    [
+        (0.55, [0.7], True, True),
+        (0.75, [0.7, 0.55], True, False),  # median 0.625
+        (0.625, [0.7, 0.55], True, False),  # equal to the median: kept
+        (0.3, [0.2, 0.4, 0.5], False, False),  # a loss: lower is better, median 0.4
+        (0.45, [0.2, 0.4, 0.5], False, True),
+        (0.1, [], True, False),  # nothing finished yet
+        (0.1, [math.nan], True, False),  # no finite sibling value
+        (math.nan, [0.5], True, True),  # a trial without a value is worse
+    ],
+)
+def test_median_rule(best, siblings, higher, worse):
+    assert is_worse_than_median(best, siblings, higher) is worse
+
+
+def test_pruned_objective_is_a_float_that_survives_pickling():
+    import pickle
+
+    value = pickle.loads(pickle.dumps(PrunedObjective(0.75, 2, [0.65, 0.75, 0.78])))
+    assert isinstance(value, PrunedObjective) and float(value) == 0.75
+    assert (value.epoch, value.history) == (2, [0.65, 0.75, 0.78])
+
+
+def test_pruning_is_off_unless_asked():
+    result = run_cli(["-m", "deepfake_detect.train", "--cfg", "job", "--package", "sweep"])
+    assert result.returncode == 0, result.stderr
+    assert "pruning: null" in result.stdout
+
+
+@pytest.mark.parametrize("value", ["sweep.pruning=mean", "sweep.pruning_warmup=0"])
+def test_bad_pruning_config_is_one_line_before_any_run(tmp_path, value):
+    uri = f"tracking.uri=sqlite:///{tmp_path}/m.db"
+    result = run_cli(["-m", "deepfake_detect.train", uri, f"data.root={tmp_path}/none", value])
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines()[-1].startswith(f"error: {value.split('=')[0]}=")
+    assert not (tmp_path / "m.db").exists()
+
+
+def steps(client, run_id: str, key: str) -> list[int]:
+    return [m.step for m in client.get_metric_history(run_id, key)]
+
+
+@pytest.mark.slow
+@pytest.mark.training
+def test_grid_sweep_prunes_trials_worse_than_the_finished_median(tiny_data, tmp_path):
+    client, parent, children = multirun(tiny_data, tmp_path, *SCRIPTED, "model.dropout=0.0,0.1,0.2")
+    by_dropout = {c.data.params["model.dropout"]: c for c in children}
+    assert sorted(by_dropout) == ["0.0", "0.1", "0.2"]
+    kept, early, late = by_dropout["0.0"], by_dropout["0.1"], by_dropout["0.2"]
+    assert all(c.info.status == "FINISHED" for c in children)
+    assert PRUNED_TAG not in kept.data.tags and steps(client, kept.info.run_id, "val_auc") == [
+        0,
+        1,
+        2,
+        3,
+    ]
+    for child, epoch in ((early, 1), (late, 2)):
+        assert child.data.tags[PRUNED_TAG] == "true"
+        assert child.data.tags[PRUNED_EPOCH_TAG] == str(epoch)
+        assert steps(client, child.info.run_id, "train_loss") == list(range(epoch + 1))
+        assert "test_auc" in child.data.metrics  # its best epoch was still evaluated
+        assert child.data.metrics["pruning_seconds"] >= 0
+    assert client.get_run(parent.info.run_id).data.metrics["children_pruned"] == 2
+    out = tmp_path / "board.csv"
+    exported = run_cli(
+        [
+            "-m",
+            "deepfake_detect.commands.cli",
+            "leaderboard",
+            "--tracking-uri",
+            client.tracking_uri,
+            "--out",
+            str(out),
+        ]
+    )
+    assert exported.returncode == 0, exported.stderr
+    board = pd.read_csv(out).set_index("model.dropout")
+    assert board["pruned"].to_dict() == {0.0: False, 0.1: True, 0.2: True}
+
+
+@pytest.mark.slow
+@pytest.mark.training
+def test_optuna_sweep_tells_the_study_which_trials_were_pruned(tiny_data, tmp_path):
+    output: list[str] = []
+    client, parent, children = multirun(
+        tiny_data,
+        tmp_path,
+        *SCRIPTED,
+        "hparams_search=optuna_dropout_lr",
+        "hydra.sweeper.n_trials=3",
+        output=output,
+    )
+    assert len(children) == 3 and all(c.info.status == "FINISHED" for c in children)
+    assert sorted(c.data.tags.get(PRUNED_EPOCH_TAG, "-") for c in children) == ["-", "1", "2"]
+    text = output[0]
+    assert "optuna trial 0: PRUNED" not in text
+    assert "optuna trial 1: PRUNED (stopped after epoch 1" in text
+    assert "optuna trial 2: PRUNED (stopped after epoch 2" in text
