@@ -21,6 +21,10 @@ from deepfake_detect.data.layout import (
 
 log = logging.getLogger(__name__)
 
+# the last decoded splits of this process: trials of a same-process sweep (basic launcher,
+# Optuna) on unchanged files reuse them instead of reloading the cache per trial
+_last_decoded: tuple[tuple, dict[str, DecodedSplit]] | None = None
+
 
 @dataclass(frozen=True)
 class PreparedData:
@@ -71,25 +75,33 @@ def prepare_data(data: DictConfig) -> PreparedData:
     """Scan, fingerprint and decode (through the on-disk cache unless ``data.cache=none``)."""
     if data.cache not in ("disk", "memory", "none"):
         raise DataError(f"data.cache={data.cache!r}; choose disk, memory or none")
+    global _last_decoded
     root, names, found = scan_all(data)
+    data_fingerprint = fingerprint(list(found.values()))
     cache_dir = None if data.cache == "none" else Path(data.cache_dir)
-    decoded = {
-        key: load_split(
-            files,
-            int(data.image_size),
-            bool(data.skip_corrupt),
-            cache_dir,
-            in_memory=data.cache == "memory",
-        )
-        for key, files in found.items()
-    }
-    for key, split in decoded.items():
-        require_both_classes(found[key], split, names)
+    key = (tuple(found), int(data.image_size), bool(data.skip_corrupt), str(cache_dir))
+    key += (str(data.cache), fingerprint(list(found.values()), with_mtime=True))
+    if _last_decoded is not None and _last_decoded[0] == key:
+        decoded = _last_decoded[1]
+    else:
+        decoded = {
+            split: load_split(
+                files,
+                int(data.image_size),
+                bool(data.skip_corrupt),
+                cache_dir,
+                in_memory=data.cache == "memory",
+            )
+            for split, files in found.items()
+        }
+        _last_decoded = (key, decoded)
+    for name, split in decoded.items():
+        require_both_classes(found[name], split, names)
     return PreparedData(
         root=root,
         class_names=names,
         train=decoded["train"],
         val=decoded["val"],
         test=decoded.get("test"),
-        fingerprint=fingerprint(list(found.values())),
+        fingerprint=data_fingerprint,
     )
