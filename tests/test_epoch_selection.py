@@ -5,6 +5,7 @@ runs without ``best_epoch`` or without any epoch, ascending metrics, test metric
 from __future__ import annotations
 
 import math
+import os
 import random
 
 import pandas as pd
@@ -44,9 +45,33 @@ def random_run_metrics(rng: random.Random) -> list[list[Metric]]:
     return [batch for batch in (first, relogged) if batch]
 
 
+POSTGRES_ENV = "DFD_TEST_POSTGRES_URI"  # a server URI whose user may CREATE DATABASE
+
+
 @pytest.fixture(scope="module")
-def random_store(tmp_path_factory) -> str:
-    uri = f"sqlite:///{tmp_path_factory.mktemp('selection') / 'mlflow.db'}"
+def scratch_postgres():
+    """A fresh PostgreSQL database for the module (dropped after), or a skip."""
+    server = os.environ.get(POSTGRES_ENV)
+    if not server:
+        pytest.skip(f"set {POSTGRES_ENV}=postgresql://user:pw@host/postgres to run on PostgreSQL")
+    import sqlalchemy
+
+    name = f"dfd_selection_{os.getpid()}"
+    admin = sqlalchemy.create_engine(server, isolation_level="AUTOCOMMIT")
+    with admin.connect() as db:
+        db.execute(sqlalchemy.text(f"CREATE DATABASE {name}"))
+    yield str(sqlalchemy.engine.make_url(server).set(database=name).render_as_string(False))
+    with admin.connect() as db:
+        db.execute(sqlalchemy.text(f"DROP DATABASE {name} WITH (FORCE)"))
+    admin.dispose()
+
+
+@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
+def random_store(request, tmp_path_factory) -> str:
+    if request.param == "sqlite":
+        uri = f"sqlite:///{tmp_path_factory.mktemp('selection') / 'mlflow.db'}"
+    else:
+        uri = request.getfixturevalue("scratch_postgres")
     client = store_client(uri)
     experiment_id = client.create_experiment("random")
     rng = random.Random(20261129)

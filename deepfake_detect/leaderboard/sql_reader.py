@@ -66,7 +66,7 @@ WITH latest AS (
            AS position
   FROM latest WHERE newest = 1
 )
-SELECT run_uuid, step FROM ranked WHERE position = 1 AND is_nan = 0
+SELECT run_uuid, step FROM ranked WHERE position = 1 AND NOT is_nan
 """
 _CHOSEN = "dfd_leaderboard_rows"  # temporary table: the exported runs and their row epochs
 
@@ -77,7 +77,7 @@ def _values_query(keys: Sequence[str]) -> sqlalchemy.TextClause:
     NULL).
     CROSS JOIN: SQLite walks the chosen runs and seeks MLflow's (run_uuid, key, step) index."""
     pivot = ", ".join(
-        f"MAX(CASE WHEN m.key = :key{i} AND m.is_nan = 0 THEN m.value END)"
+        f"MAX(CASE WHEN m.key = :key{i} AND NOT m.is_nan THEN m.value END)"
         for i in range(len(keys))
     )
     return text(
