@@ -20,7 +20,7 @@ from deepfake_detect.leaderboard.table import build_leaderboard
 from deepfake_detect.tracking.store import store_client
 from deepfake_detect.tracking.vocabulary import BEST_EPOCH_METRIC, EPOCH_KEYS, TEST_KEYS
 
-VALUES = (0.25, 0.5, 0.75, math.nan)  # few values: many ties, some NaN
+VALUES = (-0.5, 0.25, 0.5, 0.75, math.inf, math.nan)  # few values: ties, NaN, inf, negatives
 
 
 def random_run_metrics(rng: random.Random) -> list[list[Metric]]:
@@ -35,7 +35,7 @@ def random_run_metrics(rng: random.Random) -> list[list[Metric]]:
             if rng.random() < 0.08:  # a re-logged step: a later value wins
                 relogged.append(Metric(key, rng.choice(VALUES), 3000 + step, step))
             elif rng.random() < 0.03:  # same timestamp twice: the larger value wins
-                relogged.append(Metric(key, rng.choice(VALUES[:3]), 1000 + step, step))
+                relogged.append(Metric(key, rng.choice(VALUES[:4]), 1000 + step, step))
     if epochs and rng.random() < 0.6:
         model_epoch = rng.randrange(epochs)
         first.append(Metric(BEST_EPOCH_METRIC, model_epoch, 4000, 0))
@@ -73,29 +73,34 @@ def random_store(request, tmp_path_factory) -> str:
     else:
         uri = request.getfixturevalue("scratch_postgres")
     client = store_client(uri)
-    experiment_id = client.create_experiment("random")
     rng = random.Random(20261129)
-    for index in range(40):
-        run_id = client.create_run(experiment_id, run_name=f"run{index:02d}").info.run_id
-        for batch in random_run_metrics(rng):
-            for start in range(0, len(batch), 900):
-                client.log_batch(run_id, metrics=batch[start : start + 900])
-        client.set_terminated(run_id, rng.choice(["FINISHED", "FINISHED", "FAILED"]))
+    for experiment, runs in (("random", 40), ("other", 8)):
+        experiment_id = client.create_experiment(experiment)
+        for index in range(runs):
+            run_id = client.create_run(experiment_id, run_name=f"run{index:02d}").info.run_id
+            for batch in random_run_metrics(rng):
+                for start in range(0, len(batch), 900):
+                    client.log_batch(run_id, metrics=batch[start : start + 900])
+            client.set_terminated(run_id, rng.choice(["FINISHED", "FINISHED", "FAILED"]))
+            if experiment == "other" and index == 0:
+                client.delete_run(run_id)  # deleted runs are never exported
     return uri
 
 
 @pytest.mark.parametrize("selection", ["best", "last"])
 @pytest.mark.parametrize("metric", ["val_auc", "val_loss", "train_fn", "test_auc", "test_loss"])
 def test_sql_selection_equals_python_rule_on_random_histories(random_store, metric, selection):
-    whole = read_runs_api(random_store, [], None, True, [*ROW_KEYS, BEST_EPOCH_METRIC])
-    in_sql = read_runs_sql(random_store, [], None, True, ROW_KEYS, metric, selection)
-    assert all(record.preselected for record in in_sql)
-    assert not any(record.preselected for record in whole)
-    reference = build_leaderboard(whole, metric, selection).table
-    picked = build_leaderboard(in_sql, metric, selection).table
-    assert len(picked) == 40
-    assert picked["epoch"].isna().sum() > 0  # runs without epochs are in the test
-    pd.testing.assert_frame_equal(picked, reference)
+    for names, include_failed, expected in ((["random"], True, 40), ([], False, None)):
+        args = (random_store, names, None, include_failed)
+        whole = read_runs_api(*args, [*ROW_KEYS, BEST_EPOCH_METRIC])
+        in_sql = read_runs_sql(*args, ROW_KEYS, metric, selection)
+        assert all(record.preselected for record in in_sql)
+        assert not any(record.preselected for record in whole)
+        reference = build_leaderboard(whole, metric, selection).table
+        picked = build_leaderboard(in_sql, metric, selection).table
+        assert len(picked) == (expected or len(reference)) and len(picked) > 20
+        assert picked["epoch"].isna().sum() > 0  # runs without epochs are in the test
+        pd.testing.assert_frame_equal(picked, reference)
 
 
 def test_sql_reads_only_the_chosen_epoch(random_store):
@@ -124,4 +129,42 @@ def test_epoch_rule(history, metric, selection, epoch):
 def test_a_nan_best_epoch_is_no_model_epoch():
     assert facts_from_history({"best_epoch": {0: math.nan}}, "val_auc") == EpochFacts(
         None, None, None, None
+    )
+
+
+@pytest.fixture
+def read_only_connections():
+    """Every new SQLAlchemy connection of this process is read-only (SQLite ``query_only``,
+    PostgreSQL ``default_transaction_read_only``), like a read-only role or a hot standby."""
+    import sqlite3
+
+    from sqlalchemy import event
+    from sqlalchemy.engine import Engine
+
+    def read_only(dbapi_connection, _record) -> None:
+        cursor = dbapi_connection.cursor()
+        if isinstance(dbapi_connection, sqlite3.Connection):
+            cursor.execute("PRAGMA query_only = ON")
+        else:
+            cursor.execute("SET SESSION default_transaction_read_only = on")
+            dbapi_connection.commit()
+        cursor.close()
+
+    event.listen(Engine, "connect", read_only)
+    yield
+    event.remove(Engine, "connect", read_only)
+
+
+def test_a_read_only_connection_gives_the_same_table(random_store, read_only_connections):
+    """No temporary table can be made: the runs are bound into the queries instead."""
+    import sqlalchemy
+
+    engine = sqlalchemy.create_engine(random_store)
+    with engine.connect() as db, pytest.raises(sqlalchemy.exc.DBAPIError):
+        db.execute(sqlalchemy.text("CREATE TEMPORARY TABLE probe (a INTEGER)"))
+    engine.dispose()
+    whole = read_runs_api(random_store, [], None, True, [*ROW_KEYS, BEST_EPOCH_METRIC])
+    in_sql = read_runs_sql(random_store, [], None, True, ROW_KEYS, "val_loss", "best")
+    pd.testing.assert_frame_equal(
+        build_leaderboard(in_sql, "val_loss").table, build_leaderboard(whole, "val_loss").table
     )

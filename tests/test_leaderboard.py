@@ -193,7 +193,7 @@ def test_api_reader_matches_sql_reader(store_uri, sweep):
     from deepfake_detect.leaderboard.api_reader import read_runs_api
     from deepfake_detect.leaderboard.sql_reader import read_runs_sql
     from deepfake_detect.leaderboard.table import build_leaderboard
-    from deepfake_detect.tracking.vocabulary import EPOCH_KEYS, TEST_KEYS
+    from deepfake_detect.tracking.vocabulary import BEST_EPOCH_METRIC, EPOCH_KEYS, TEST_KEYS
 
     populate(store_uri)
     client = store_client(store_uri)
@@ -208,9 +208,10 @@ def test_api_reader_matches_sql_reader(store_uri, sweep):
         {"model.dropout": "0.1"},
         parent=parent,
     )
-    args = ([], parent if sweep else None, True, EPOCH_KEYS + TEST_KEYS)
-    sql = build_leaderboard(read_runs_sql(store_uri, *args)).table
-    api = build_leaderboard(read_runs_api(store_uri, *args)).table
+    args = ([], parent if sweep else None, True)
+    sql = build_leaderboard(read_runs_sql(store_uri, *args, EPOCH_KEYS + TEST_KEYS)).table
+    keys = [*EPOCH_KEYS, *TEST_KEYS, BEST_EPOCH_METRIC]  # the server reader applies the rule
+    api = build_leaderboard(read_runs_api(store_uri, *args, keys)).table
     assert len(sql) == (1 if sweep else 5)
     pd.testing.assert_frame_equal(sql, api)
 

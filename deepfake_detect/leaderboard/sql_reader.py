@@ -1,11 +1,13 @@
-"""Read runs straight from an MLflow database (sqlite/postgresql/mysql), the best epoch picked
-inside the database.
+"""Read runs straight from an MLflow database (SQLite, PostgreSQL; MySQL 8+ untested), the
+best epoch picked inside the database.
 
-A fixed number of set-based queries however many runs there are, no MLflow import. The
-database returns a few aggregates per run (window functions over the ranking metric,
-``best_epoch`` and ``train_loss`` only), Python applies :func:`selection.pick_epoch` to them,
-and only the chosen epoch's values, the test values and the params that differ between runs
-come back: the cost grows with runs, not with epochs x metrics.
+Set-based queries, no MLflow import. The database returns a few aggregates per run (a window
+function over the ranking metric, ``best_epoch`` and ``train_loss`` only), Python applies
+:func:`selection.pick_epoch` to them, and only the chosen epoch's values (pivoted to one row
+per run), the test values and the params that differ between runs come back: the cost grows
+with runs, not with epochs x metrics. The chosen (run, epoch) pairs go into a temporary table
+that the value and param queries join; where the connection may not create one (a read-only
+role, a hot standby) they are bound into the queries instead, 500 runs a query (slower).
 """
 
 from __future__ import annotations
@@ -68,40 +70,62 @@ WITH latest AS (
 )
 SELECT run_uuid, step FROM ranked WHERE position = 1 AND NOT is_nan
 """
-_CHOSEN = "dfd_leaderboard_rows"  # temporary table: the exported runs and their row epochs
+CHUNK = 500  # runs per values query when they are bound (2 parameters each)
+_CHOSEN = "dfd_leaderboard_rows"  # the temporary table of exported runs and their row epochs
 
 
-def _values_query(keys: Sequence[str]) -> sqlalchemy.TextClause:
-    """One row per exported run: how many rows and distinct keys made it (more rows than
-    keys: a step was logged twice), then its values of ``keys`` at its row epoch (NaN as
-    NULL).
-    CROSS JOIN: SQLite walks the chosen runs and seeks MLflow's (run_uuid, key, step) index."""
+def _values_query(keys: Sequence[str], bound_runs: int | None) -> sqlalchemy.TextClause:
+    """One row per chosen run: how many rows and distinct keys made it (more rows than keys:
+    a step was logged twice), then its values of ``keys`` (bound as ``key<i>``) at its row
+    epoch (NaN as NULL). The runs come from the temporary table, or when ``bound_runs`` is a
+    number from that many bound ``run<i>``/``step<i>`` pairs. CROSS JOIN: SQLite walks the
+    chosen runs and seeks MLflow's (run_uuid, key, step) index."""
+    prefix, source = "", _CHOSEN
+    if bound_runs is not None:
+        pairs = ", ".join(f"(:run{i}, :step{i})" for i in range(bound_runs))
+        prefix, source = f"WITH chosen (run_uuid, step) AS (VALUES {pairs}) ", "chosen"
     pivot = ", ".join(
         f"MAX(CASE WHEN m.key = :key{i} AND NOT m.is_nan THEN m.value END)"
         for i in range(len(keys))
     )
     return text(
-        f"SELECT c.run_uuid, COUNT(*), COUNT(DISTINCT m.key), {pivot} "
-        f"FROM {_CHOSEN} c CROSS JOIN metrics m "
+        f"{prefix}SELECT c.run_uuid, COUNT(*), COUNT(DISTINCT m.key), {pivot} "
+        f"FROM {source} c CROSS JOIN metrics m "
         "WHERE m.run_uuid = c.run_uuid AND m.step = c.step AND m.key IN :keys "
         "GROUP BY c.run_uuid"
     ).bindparams(bindparam("keys", expanding=True))
 
 
-# runs with a re-logged step: every row, oldest first (the latest value wins)
+# a run with a re-logged step: its rows, oldest first (the latest value wins)
 _RELOGGED_VALUES = text(
-    f"SELECT m.run_uuid, m.key, m.value, m.is_nan FROM {_CHOSEN} c CROSS JOIN metrics m "
-    "WHERE m.run_uuid = c.run_uuid AND m.step = c.step AND m.key IN :keys "
-    "AND c.run_uuid IN :runs ORDER BY m.timestamp, m.value"
-).bindparams(bindparam("keys", expanding=True), bindparam("runs", expanding=True))
-_PARAM_SPREAD = text(
-    f"SELECT p.key, COUNT(*), COUNT(DISTINCT p.value) FROM {_CHOSEN} c "
-    "JOIN params p ON p.run_uuid = c.run_uuid GROUP BY p.key"
-)
-_PARAMS = text(
-    f"SELECT p.run_uuid, p.key, p.value FROM {_CHOSEN} c "
-    "JOIN params p ON p.run_uuid = c.run_uuid WHERE p.key IN :keys"
+    "SELECT m.key, m.value, m.is_nan FROM metrics m "
+    "WHERE m.run_uuid = :run AND m.step = :step AND m.key IN :keys "
+    "ORDER BY m.timestamp, m.value"
 ).bindparams(bindparam("keys", expanding=True))
+
+
+def _param_queries(table: bool) -> tuple[sqlalchemy.TextClause, sqlalchemy.TextClause]:
+    """Over the chosen runs (the temporary table) or else all the experiments' runs: which
+    param keys vary or are missing somewhere (key, count, distinct), and those keys' values."""
+    runs = (
+        f"JOIN {_CHOSEN} r ON r.run_uuid = p.run_uuid WHERE 1 = 1"
+        if table
+        else f"JOIN runs r ON r.run_uuid = p.run_uuid WHERE {_ACTIVE_RUNS}"
+    )
+    spread = text(
+        f"SELECT p.key, COUNT(*), COUNT(DISTINCT p.value) FROM params p {runs} GROUP BY p.key"
+    )
+    values = text(
+        f"SELECT p.run_uuid, p.key, p.value FROM params p {runs} AND p.key IN :keys"
+    ).bindparams(bindparam("keys", expanding=True))
+    if not table:
+        spread = spread.bindparams(bindparam("experiments", expanding=True))
+        values = values.bindparams(bindparam("experiments", expanding=True))
+    return spread, values
+
+
+# a logged best_epoch outside this range is not an epoch (and would overflow BIGINT)
+MAX_EPOCH = 2**31 - 1
 
 
 def read_runs_sql(
@@ -119,12 +143,14 @@ def read_runs_sql(
     engine = sqlalchemy.create_engine(uri)
     try:
         with engine.connect() as db:
-            records = _read_runs(db, names, sweep, include_failed)
+            records, experiment_ids, runs_read = _read_runs(db, names, sweep, include_failed)
             if records:
                 _choose_epochs(db, records, metric, selection)
-                _read_values(db, records, keys)
-                _read_params(db, records)
-                db.execute(text(f"DROP TABLE {_CHOSEN}"))
+                table = _create_chosen_table(db, records)
+                _read_values(db, records, keys, table)
+                if table:
+                    runs_read = len(records)
+                _read_params(db, records, experiment_ids, runs_read, table)
             return list(records.values())
     except sqlalchemy.exc.DBAPIError as error:
         raise StoreError(f"{uri} is not a readable MLflow store ({error.orig})") from error
@@ -133,9 +159,10 @@ def read_runs_sql(
 
 
 def _read_runs(
-    db, names: Sequence[str], sweep: str | None, include_failed: bool
-) -> dict[str, RunRecord]:
-    """The exported runs, not yet with values."""
+    db: sqlalchemy.Connection, names: Sequence[str], sweep: str | None, include_failed: bool
+) -> tuple[dict[str, RunRecord], list[int], int]:
+    """The exported runs (not yet with values), the experiment ids read and how many active
+    runs they hold."""
     rows = db.execute(
         text("SELECT experiment_id, name FROM experiments WHERE lifecycle_stage = 'active'")
     )
@@ -149,7 +176,9 @@ def _read_runs(
         tags[run_id][key] = value
     check_sweep(sweep, [r for r, t in tags.items() if t.get(RUN_TYPE_TAG) == SWEEP])
     records: dict[str, RunRecord] = {}
+    runs_read = 0
     for run_id, name, status, experiment_id in db.execute(_RUNS, {"experiments": ids}):
+        runs_read += 1
         run_tags = tags.get(run_id, {})
         if run_tags.get(RUN_TYPE_TAG) in (SWEEP, EVALUATION):
             continue
@@ -167,17 +196,19 @@ def _read_runs(
             pruned=run_tags.get(PRUNED_TAG) == "true",
             preselected=True,
         )
-    return records
+    return records, ids, runs_read
 
 
-def _choose_epochs(db, records: dict[str, RunRecord], metric: str, selection: str) -> None:
+def _choose_epochs(
+    db: sqlalchemy.Connection, records: dict[str, RunRecord], metric: str, selection: str
+) -> None:
     """Each record's row epoch from the database's aggregates, queried only where the rule
-    needs them (a ``best`` row of a run that logged ``best_epoch`` needs nothing else); the
-    records and their epochs go into a temporary table that the later queries join."""
+    needs them (a ``best`` row of a run that logged ``best_epoch`` needs nothing else)."""
     model_epochs: dict[str, int | None] = {}
     if selection == "best":
         for run_id, value, is_nan in db.execute(_MODEL_EPOCHS, {"key": BEST_EPOCH_METRIC}):
-            model_epochs[run_id] = None if is_nan else int(value)
+            valid = not is_nan and 0 <= value <= MAX_EPOCH
+            model_epochs[run_id] = int(value) if valid else None
     unresolved = selection != "best" or any(model_epochs.get(r) is None for r in records)
     last: dict[tuple[str, str], int] = {}
     best: dict[str, int] = {}
@@ -196,40 +227,76 @@ def _choose_epochs(db, records: dict[str, RunRecord], metric: str, selection: st
             metric_best=best.get(run_id),
         )
         record.epoch = pick_epoch(facts, metric, selection)
-    db.execute(
-        text(f"CREATE TEMPORARY TABLE {_CHOSEN} (run_uuid VARCHAR(32) PRIMARY KEY, step BIGINT)")
-    )
-    db.execute(
-        text(f"INSERT INTO {_CHOSEN} (run_uuid, step) VALUES (:run_uuid, :step)"),
-        [{"run_uuid": run_id, "step": r.epoch} for run_id, r in records.items()],
-    )
 
 
-def _read_values(db, records: dict[str, RunRecord], keys: Sequence[str]) -> None:
-    """The values of ``keys`` at each record's epoch; a step logged twice keeps its latest
-    value (those few runs are read again row by row, ordered by time)."""
+def _create_chosen_table(db: sqlalchemy.Connection, records: dict[str, RunRecord]) -> bool:
+    """The temporary table of the chosen runs and epochs; False where the connection may not
+    create one (read-only transaction): the later queries then bind the runs instead."""
+    try:
+        db.execute(
+            text(
+                f"CREATE TEMPORARY TABLE {_CHOSEN} (run_uuid VARCHAR(32) PRIMARY KEY, step BIGINT)"
+            )
+        )
+        db.execute(
+            text(f"INSERT INTO {_CHOSEN} (run_uuid, step) VALUES (:run_uuid, :step)"),
+            [{"run_uuid": run_id, "step": r.epoch} for run_id, r in records.items()],
+        )
+    except sqlalchemy.exc.DBAPIError:
+        db.rollback()
+        return False
+    return True
+
+
+def _read_values(
+    db: sqlalchemy.Connection, records: dict[str, RunRecord], keys: Sequence[str], table: bool
+) -> None:
+    """The values of ``keys`` at each record's epoch (one query over the temporary table, else
+    ``CHUNK`` bound runs a query); a step logged twice keeps its latest value (those few runs
+    are read again row by row, ordered by time)."""
     keys = list(keys)
+    chosen = [record for record in records.values() if record.epoch is not None]
+    bound_keys = {"keys": keys, **{f"key{i}": key for i, key in enumerate(keys)}}
+    chunks = [chosen] if table else [chosen[i : i + CHUNK] for i in range(0, len(chosen), CHUNK)]
     relogged = []
-    bound = {"keys": keys, **{f"key{i}": key for i, key in enumerate(keys)}}
-    for run_id, rows, distinct, *values in db.execute(_values_query(keys), bound):
-        records[run_id].values = {
-            key: float(value) for key, value in zip(keys, values, strict=True) if value is not None
-        }
-        if rows > distinct:
-            relogged.append(run_id)
-    if relogged:
-        for run_id, key, value, is_nan in db.execute(
-            _RELOGGED_VALUES, {"keys": keys, "runs": relogged}
-        ):
-            records[run_id].values[key] = math.nan if is_nan else float(value)
+    for chunk in chunks:
+        bound = dict(bound_keys)
+        if not table:
+            for i, record in enumerate(chunk):
+                bound[f"run{i}"], bound[f"step{i}"] = record.run_id, record.epoch
+        query = _values_query(keys, None if table else len(chunk))
+        for run_id, rows, distinct, *values in db.execute(query, bound):
+            records[run_id].values = {
+                key: float(value)
+                for key, value in zip(keys, values, strict=True)
+                if value is not None
+            }
+            if rows > distinct:
+                relogged.append(records[run_id])
+    for record in relogged:
+        query = {"run": record.run_id, "step": record.epoch, "keys": keys}
+        for key, value, is_nan in db.execute(_RELOGGED_VALUES, query):
+            record.values[key] = math.nan if is_nan else float(value)
 
 
-def _read_params(db, records: dict[str, RunRecord]) -> None:
-    """Only params whose values are not the same for every record (plus the swept and the
-    monitor params): the rest cannot tell rows apart, and 16k runs x 60 params is a lot."""
+def _read_params(
+    db: sqlalchemy.Connection,
+    records: dict[str, RunRecord],
+    experiment_ids: list[int],
+    runs_read: int,
+    table: bool,
+) -> None:
+    """Only params whose values are not the same for every one of ``runs_read`` runs (the
+    chosen ones from the temporary table, else all of the experiments') plus the swept and
+    the monitor params: the rest cannot tell rows apart, and 16k runs x 60 params is a lot.
+    (A key that varies across the experiments but not the exported runs is harmless: the
+    table keeps only what differs between its rows.)"""
+    spread, values = _param_queries(table)
+    experiments = {} if table else {"experiments": experiment_ids}
     wanted = set(ALWAYS_READ_PARAMS)
-    for key, count, distinct in db.execute(_PARAM_SPREAD):
-        if distinct > 1 or count < len(records):
+    for key, count, distinct in db.execute(spread, experiments):
+        if distinct > 1 or count < runs_read:
             wanted.add(key)
-    for run_id, key, value in db.execute(_PARAMS, {"keys": sorted(wanted)}):
-        records[run_id].params[key] = value
+    for run_id, key, value in db.execute(values, {**experiments, "keys": sorted(wanted)}):
+        if run_id in records:
+            records[run_id].params[key] = value

@@ -170,7 +170,9 @@ def build_leaderboard(
         table["model"] = unique_names(list(table["model"]), list(table["run_id"]))
     for key in [*EPOCH_KEYS, *TEST_KEYS]:
         if key.rsplit("_", 1)[-1] in COUNT_METRICS:
-            table[key] = pd.to_numeric(table[key]).round().astype("Int64")
+            counts = pd.to_numeric(table[key]).astype(float)
+            counts = counts.where(np.isfinite(counts) & (counts.abs() < 2**53))  # else blank
+            table[key] = counts.round().astype("Int64")
     table["epoch"] = pd.to_numeric(table["epoch"]).astype("Int64")
     table = table.reset_index(drop=True)
     warnings = consistency_warnings(table)
