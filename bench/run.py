@@ -183,6 +183,8 @@ def print_table(result: dict) -> None:
             f"{pruned['best_grid_point']} val_auc {pruned['best_val_auc']:.4f}"
             f"{'' if grid['same_best_grid_point'] else '  (DIFFERENT best point)'}"
         )
+        share = 100 * pruned["pruning_share_of_fit"]
+        print(f"  pruning decisions: {share:.3f}% of fit time   (goal < 1%)")
     ratios = result["ratios"]
     print(f"\nours / seed_loop       {ratios['ours_vs_seed_loop']:.2f}x   (target >= 1.25x)")
     print(f"pipeline efficiency    {ratios['pipeline_efficiency']:.2f}    (target >= 0.95)")
@@ -213,9 +215,9 @@ def main(argv: list[str] | None = None) -> int:
         tools["leaderboard_export"] = tooling_cases.leaderboard_scaling(work, profile["lb_stores"])
         tools["cli_startup"] = tooling_cases.cli_startup()
         if profile["pruning_grid"]:
-            size, extra = profile["pruning_grid"]
+            grid_size, grid_overrides = profile["pruning_grid"]
             tools["demo_grid_pruning"] = tooling_cases.demo_grid_pruning(
-                work, demo_data(size), size, *extra
+                work, demo_data(grid_size), grid_size, *grid_overrides
             )
         tools["sweep_overhead"] = tooling_cases.sweep_overhead(
             work, data, min(profile["size"], 128), profile["sweep_epochs"]

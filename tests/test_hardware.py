@@ -134,6 +134,10 @@ def test_bench_runs_end_to_end_in_tiny_mode(tmp_path):
     assert [(s["runs"], s["epochs"]) for s in stores] == [(20, 10), (20, 20)]
     assert all(s["export_s"] > 0 and s["peak_rss_mb"] > 0 for s in stores)
     assert "leaderboard 20 runs x 10 epochs" in result.stdout
+    grid = report["cases"]["demo_grid_pruning"]
+    assert grid["full"]["trials"] == grid["pruned"]["trials"] == 2 and grid["full"]["pruned"] == 0
+    assert 0 <= grid["pruned"]["pruning_share_of_fit"] < 1
+    assert "demo grid:" in result.stdout
     assert report["cases"]["training_memory"]["peak_rss_gb"] > 0
     assert "per_trial_overhead" in report["cases"]["sweep_overhead"]
     assert report["machine"]["cpu_count"] >= 1

@@ -121,3 +121,70 @@ def test_optuna_sweep_tells_the_study_which_trials_were_pruned(tiny_data, tmp_pa
     assert "optuna trial 0: PRUNED" not in text
     assert "optuna trial 1: PRUNED (stopped after epoch 1" in text
     assert "optuna trial 2: PRUNED (stopped after epoch 2" in text
+
+
+def test_median_pruner_against_fixed_sibling_histories(store_uri):
+    """The callback on a real store: warm-up, the median of FINISHED siblings only, the last
+    epoch, tags; a sibling that finishes later is read on the next refresh."""
+    import keras
+    from mlflow.entities import Metric
+    from omegaconf import OmegaConf
+
+    from deepfake_detect.tracking.store import store_client
+    from deepfake_detect.tracking.vocabulary import PARENT_TAG, RUN_TYPE_TAG, SWEEP, TRAINING
+    from deepfake_detect.training.fit import sweep_pruner
+
+    client = store_client(store_uri)
+    experiment = client.create_experiment("pruning")
+    parent = client.create_run(experiment, tags={RUN_TYPE_TAG: SWEEP}).info.run_id
+
+    def trial(values: list[float], status: str | None = "FINISHED") -> str:
+        tags = {RUN_TYPE_TAG: TRAINING, PARENT_TAG: parent}
+        run_id = client.create_run(experiment, tags=tags).info.run_id
+        metrics = [Metric("val_auc", v, 1000 + i, i) for i, v in enumerate(values)]
+        client.log_batch(run_id, metrics=metrics)
+        if status:
+            client.set_terminated(run_id, status)
+        return run_id
+
+    trial([0.6, 0.7, 0.8, 0.9])
+    trial([0.5, 0.9])  # stopped after epoch 1: counts at epochs 0 and 1 only
+    trial([0.99] * 4, status=None)  # still running: not a finished sibling
+    trial([0.99] * 4, status="FAILED")  # failed: not counted either
+    late = trial([0.95] * 4, status=None)
+
+    def pruner_for(run_id: str, pruning: str | None = "median"):
+        cfg = OmegaConf.create(
+            {
+                "sweep": {"pruning": pruning, "pruning_warmup": 2},
+                "trainer": {"monitor": "val_auc", "strategy": "default"},
+            }
+        )
+        pruner = sweep_pruner(cfg, client, run_id, parent)
+        if pruner is not None:
+            pruner.set_model(keras.Sequential([keras.Input((1,)), keras.layers.Dense(1)]))
+            pruner.set_params({"epochs": 4})
+        return pruner
+
+    assert pruner_for(trial([], None), pruning=None) is None  # off unless asked
+    worse = pruner_for(trial([], status=None))
+    worse.on_epoch_end(0, {"val_auc": 0.1})  # warm-up: never judged
+    assert not getattr(worse.model, "stop_training", False) and worse.siblings.histories == {}
+    worse.on_epoch_end(1, {"val_auc": 0.75})  # siblings at epoch 1: 0.7, 0.9 -> median 0.8
+    assert worse.model.stop_training and worse.pruned_epoch == 1
+    tags = client.get_run(worse.run_id).data.tags
+    assert (tags[PRUNED_TAG], tags[PRUNED_EPOCH_TAG]) == ("true", "1")
+
+    good = pruner_for(trial([], status=None))
+    good.on_epoch_end(0, {"val_auc": 0.85})
+    good.on_epoch_end(1, {"val_auc": 0.2})  # its best so far (0.85) counts: above 0.8
+    assert not getattr(good.model, "stop_training", False)
+    client.set_terminated(late, "FINISHED")  # a sibling finishes: read on the next refresh
+    good.on_epoch_end(2, {"val_auc": 0.3})  # epoch 2: siblings 0.8 and 0.95 -> median 0.875
+    assert good.model.stop_training and good.pruned_epoch == 2
+
+    last = pruner_for(trial([], status=None))
+    for epoch in range(4):
+        last.on_epoch_end(epoch, {"val_auc": 0.9 if epoch < 3 else 0.0})
+    assert last.pruned_epoch is None  # the last epoch is never pruned: nothing left to save
+    assert PRUNED_TAG not in client.get_run(last.run_id).data.tags

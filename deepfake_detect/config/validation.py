@@ -17,6 +17,7 @@ class RunFailed(RuntimeError):
 PRECISIONS: tuple[str, ...] = ("auto", "float32", "mixed_bfloat16", "mixed_float16")
 STRATEGIES: tuple[str, ...] = ("default", "mirrored", "multi_worker")
 PRUNERS: tuple[str, ...] = ("median",)  # sweep.pruning (null: off)
+DEFAULT_PRUNING_WARMUP = 2  # sweep.pruning_warmup when a config lacks it
 MIN_IMAGE_SIZE = 32
 
 # the epoch metrics a run can select its best epoch by (direction: max, except loss)
@@ -60,5 +61,5 @@ def check_training_config(cfg: DictConfig) -> None:
     pruning = OmegaConf.select(cfg, "sweep.pruning")
     if pruning is not None:
         _choice("sweep.pruning", pruning, PRUNERS)
-    warmup = OmegaConf.select(cfg, "sweep.pruning_warmup", default=2)
+    warmup = OmegaConf.select(cfg, "sweep.pruning_warmup", default=DEFAULT_PRUNING_WARMUP)
     _integer("sweep.pruning_warmup", warmup, 1)

@@ -79,11 +79,15 @@ def prepare_data(data: DictConfig) -> PreparedData:
     root, names, found = scan_all(data)
     data_fingerprint = fingerprint(list(found.values()))
     cache_dir = None if data.cache == "none" else Path(data.cache_dir)
-    key = (tuple(found), int(data.image_size), bool(data.skip_corrupt), str(cache_dir))
-    key += (str(data.cache), fingerprint(list(found.values()), with_mtime=True))
-    if _last_decoded is not None and _last_decoded[0] == key:
-        decoded = _last_decoded[1]
-    else:
+    settings = (tuple(found), int(data.image_size), bool(data.skip_corrupt), str(cache_dir))
+    settings += (str(data.cache),)
+    decoded = None
+    if _last_decoded is not None and _last_decoded[0][:-1] == settings:  # a later trial
+        files_now = fingerprint(list(found.values()), with_mtime=True)
+        if _last_decoded[0][-1] == files_now:
+            decoded = _last_decoded[1]
+    if decoded is None:
+        _last_decoded = None  # free the previous arrays before decoding new ones
         decoded = {
             split: load_split(
                 files,
@@ -94,7 +98,9 @@ def prepare_data(data: DictConfig) -> PreparedData:
             )
             for split, files in found.items()
         }
-        _last_decoded = (key, decoded)
+        if cache_dir is not None:  # data.cache=none decodes every time, as documented
+            files_now = fingerprint(list(found.values()), with_mtime=True)
+            _last_decoded = ((*settings, files_now), decoded)
     for name, split in decoded.items():
         require_both_classes(found[name], split, names)
     return PreparedData(

@@ -5,7 +5,11 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
+from deepfake_detect.tracking.vocabulary import MONITOR_PARAM
+
 History = dict[str, dict[int, float]]  # key -> step -> value
+SWEPT_PARAMS: tuple[str, ...] = ("model.dropout", "optimizer.lr")  # columns of every table
+ALWAYS_READ_PARAMS: tuple[str, ...] = (*SWEPT_PARAMS, MONITOR_PARAM)  # the table needs these
 
 
 class StoreError(LookupError):

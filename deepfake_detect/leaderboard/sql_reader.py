@@ -20,13 +20,13 @@ import sqlalchemy
 from sqlalchemy import bindparam, text
 
 from deepfake_detect.leaderboard.records import (
+    ALWAYS_READ_PARAMS,
     RunRecord,
     StoreError,
     check_sweep,
     choose_experiments,
 )
 from deepfake_detect.leaderboard.selection import EPOCH_KEY, EpochFacts, pick_epoch
-from deepfake_detect.leaderboard.table import ALWAYS_READ_PARAMS
 from deepfake_detect.tracking.vocabulary import (
     BEST_EPOCH_METRIC,
     EVALUATION,

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from deepfake_detect.leaderboard.records import RunRecord
+from deepfake_detect.leaderboard.records import SWEPT_PARAMS, RunRecord
 from deepfake_detect.leaderboard.selection import SELECTIONS, facts_from_history, pick_epoch
 from deepfake_detect.tracking.vocabulary import (
     COUNT_METRICS,
@@ -21,8 +21,6 @@ from deepfake_detect.tracking.vocabulary import (
     higher_is_better,
 )
 
-SWEPT_PARAMS: tuple[str, ...] = ("model.dropout", "optimizer.lr")
-ALWAYS_READ_PARAMS: tuple[str, ...] = (*SWEPT_PARAMS, MONITOR_PARAM)
 ID_COLUMNS: tuple[str, ...] = ("epoch", "run_id", "experiment", "sweep", "pruned")
 TOLERANCE = 1e-3
 # params that always differ and say nothing about the model

@@ -208,6 +208,7 @@ class MedianPruner(keras.callbacks.Callback):
         self.seconds = 0.0  # time spent reading siblings and deciding
 
     def best_so_far(self) -> float:
+        """The best monitored value so far (NaN when there is none)."""
         finite = [value for value in self.history if not math.isnan(value)]
         if not finite:
             return math.nan
@@ -216,27 +217,33 @@ class MedianPruner(keras.callbacks.Callback):
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
         self.history.append(float((logs or {}).get(self.monitor, math.nan)))
         last = epoch + 1 >= self.params.get("epochs", math.inf)  # nothing left to save
-        if epoch + 1 < self.warmup or last or self.model.stop_training:
+        if epoch + 1 < self.warmup or last or getattr(self.model, "stop_training", False):
             return
         start = time.perf_counter()
         try:
-            self.siblings.refresh()
-            siblings = self.siblings.values_at(epoch)
-            if is_worse_than_median(self.best_so_far(), siblings, self.higher):
-                self.pruned_epoch = epoch
-                self.client.log_batch(
-                    self.run_id,
-                    tags=[RunTag(PRUNED_TAG, "true"), RunTag(PRUNED_EPOCH_TAG, str(epoch))],
-                )
-                log.info(
-                    "pruned at epoch %d: best %s %.4f is worse than the median %.4f of %d "
-                    "finished sibling(s)",
-                    epoch,
-                    self.monitor,
-                    self.best_so_far(),
-                    statistics.median(v for v in siblings if math.isfinite(v)),
-                    len(siblings),
-                )
-                self.model.stop_training = True
+            self._prune_if_worse(epoch)
+        except Exception as error:  # pruning only saves time: a store hiccup must not fail
+            log.warning("sweep pruning skipped at epoch %d: %s", epoch, error)
         finally:
             self.seconds += time.perf_counter() - start
+
+    def _prune_if_worse(self, epoch: int) -> None:
+        """Stop training and tag the run when its best is worse than the siblings' median."""
+        self.siblings.refresh()
+        siblings = [value for value in self.siblings.values_at(epoch) if math.isfinite(value)]
+        if not is_worse_than_median(self.best_so_far(), siblings, self.higher):
+            return
+        self.pruned_epoch = epoch
+        self.client.log_batch(
+            self.run_id, tags=[RunTag(PRUNED_TAG, "true"), RunTag(PRUNED_EPOCH_TAG, str(epoch))]
+        )
+        log.info(
+            "pruned at epoch %d: best %s %.4f is worse than the median %.4f of %d finished "
+            "sibling(s)",
+            epoch,
+            self.monitor,
+            self.best_so_far(),
+            statistics.median(siblings),
+            len(siblings),
+        )
+        self.model.stop_training = True

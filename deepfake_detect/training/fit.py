@@ -16,6 +16,7 @@ from mlflow.entities import Metric, Param
 from mlflow.tracking import MlflowClient
 from omegaconf import DictConfig, OmegaConf
 
+from deepfake_detect.config.validation import DEFAULT_PRUNING_WARMUP
 from deepfake_detect.data.pipeline import make_dataset
 from deepfake_detect.data.prepare import PreparedData
 from deepfake_detect.metrics import plots
@@ -157,7 +158,7 @@ def sweep_pruner(
     monitor = str(cfg.trainer.monitor)
     experiment_id = client.get_run(run_id).info.experiment_id
     siblings = SiblingHistories(client, experiment_id, sweep_parent, run_id, monitor)
-    warmup = int(OmegaConf.select(cfg, "sweep.pruning_warmup", default=2))
+    warmup = int(OmegaConf.select(cfg, "sweep.pruning_warmup", default=DEFAULT_PRUNING_WARMUP))
     return MedianPruner(siblings, client, run_id, monitor, warmup)
 
 

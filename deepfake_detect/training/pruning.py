@@ -36,8 +36,9 @@ def is_worse_than_median(best: float, siblings: Sequence[float], higher: bool) -
 class SiblingHistories:
     """The monitored metric of a sweep's finished trials, from the tracking store.
 
-    One ``search_runs`` per refresh finds newly finished siblings; each one's history is read
-    once (a finished run's history does not change).
+    Each refresh is one paged ``search_runs`` for siblings that finished since the newest one
+    seen (``end_time``), and one history read per newly finished sibling (a finished run's
+    history does not change): the cost does not grow with the siblings already read.
     """
 
     def __init__(
@@ -52,15 +53,25 @@ class SiblingHistories:
             "and attributes.status = 'FINISHED'"
         )
         self.histories: dict[str, dict[int, float]] = {}
+        self.newest_end = 0  # end_time (ms) of the newest finished sibling read
 
     def refresh(self) -> None:
         """Read the histories of siblings that finished since the last refresh."""
-        runs = self.client.search_runs([self.experiment_id], self.filter, max_results=1000)
-        for run in runs:
-            run_id = run.info.run_id
-            if run_id != self.run_id and run_id not in self.histories:
-                history = self.client.get_metric_history(run_id, self.key)
-                self.histories[run_id] = {m.step: m.value for m in history}
+        query = f"{self.filter} and attributes.end_time >= {self.newest_end}"
+        token = None
+        while True:
+            page = self.client.search_runs(
+                [self.experiment_id], query, max_results=1000, page_token=token
+            )
+            for run in page:
+                run_id = run.info.run_id
+                if run_id != self.run_id and run_id not in self.histories:
+                    history = self.client.get_metric_history(run_id, self.key)
+                    self.histories[run_id] = {m.step: m.value for m in history}
+                    self.newest_end = max(self.newest_end, run.info.end_time or 0)
+            token = page.token
+            if not token:
+                return
 
     def values_at(self, epoch: int) -> list[float]:
         """Each finished sibling's value at ``epoch`` (siblings that stopped before it: none)."""
@@ -81,5 +92,6 @@ class PrunedObjective(float):
         objective.history = list(history)
         return objective
 
-    def __reduce__(self):  # picklable for joblib/submitit workers
+    def __reduce__(self) -> tuple:
+        """Pickle as ``PrunedObjective(value, epoch, history)`` (joblib/submitit workers)."""
         return (PrunedObjective, (float(self), self.epoch, self.history))

@@ -51,6 +51,25 @@ def grid_params(config: DictConfig) -> dict[str, str]:
     return params
 
 
+STOCK_OPTUNA_SWEEPER = "hydra_plugins.hydra_optuna_sweeper.optuna_sweeper.OptunaSweeper"
+PRUNING_OPTUNA_SWEEPER = (
+    "hydra_plugins.deepfake_detect_sweeper.pruning_optuna_sweeper.PruningOptunaSweeper"
+)
+
+
+def warn_if_optuna_cannot_learn_pruning(config: DictConfig) -> None:
+    """Hydra's own Optuna sweeper would take a pruned trial's truncated value as COMPLETE."""
+    sweeper = OmegaConf.select(config, "hydra.sweeper._target_")
+    if OmegaConf.select(config, "sweep.pruning") and sweeper == STOCK_OPTUNA_SWEEPER:
+        print(
+            "warning: sweep.pruning with Hydra's stock Optuna sweeper tells the study a pruned "
+            "trial's value as COMPLETE; add "
+            f"hydra.sweeper._target_={PRUNING_OPTUNA_SWEEPER} (as hparams_search="
+            "optuna_dropout_lr does) so it is told PRUNED",
+            file=sys.stderr,
+        )
+
+
 def _exit_on_sigterm(signum: int, frame: object) -> None:
     raise SystemExit(128 + signum)
 
@@ -74,6 +93,7 @@ class MlflowSweepCallback(Callback):
         except ConfigError as error:
             print(f"error: {error}", file=sys.stderr)
             sys.exit(2)
+        warn_if_optuna_cannot_learn_pruning(config)
         self.uri = resolve_tracking_uri(config.tracking.uri)
         experiment_id = ensure_experiment(self.uri, str(config.tracking.experiment))
         client = store_client(self.uri)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import math
 from collections import deque
+from collections.abc import Sequence
 from typing import Any
 
 from hydra_plugins.hydra_optuna_sweeper.optuna_sweeper import OptunaSweeper
@@ -33,7 +34,8 @@ class PruningOptunaSweeper(OptunaSweeper):
         returned: deque[Any] = deque()
         launch = impl.launcher.launch
 
-        def launch_and_note(job_overrides, initial_job_idx):
+        def launch_and_note(job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> Any:
+            """Hydra's launch, noting each job's return value in launch order."""
             returns = launch(job_overrides, initial_job_idx)
             for job in returns:
                 try:
@@ -46,14 +48,20 @@ class PruningOptunaSweeper(OptunaSweeper):
 
         by_trial: dict[int, Any] = {}  # trial number -> its job's return value
 
-        def tell_pruned(study, trial, values=None, state=None):
+        def tell_pruned(
+            study: optuna.Study,
+            trial: optuna.trial.Trial | int,
+            values: Any = None,
+            state: TrialState = TrialState.COMPLETE,
+        ) -> None:
+            """``Study.tell``, telling PRUNED (with intermediate values) for pruned jobs."""
             number = trial.number if hasattr(trial, "number") else int(trial)
             if number not in by_trial:  # the first tell of a trial (a retry tells FAIL again)
                 by_trial[number] = returned.popleft() if returned else None
             value = by_trial[number]
             if isinstance(value, PrunedObjective) and state == TrialState.COMPLETE:
                 for step, monitored in enumerate(value.history):
-                    if not math.isnan(monitored):
+                    if not math.isnan(monitored) and hasattr(trial, "report"):
                         trial.report(monitored, step)
                 tell(study, trial, state=TrialState.PRUNED)
                 log.info(
