@@ -155,6 +155,22 @@ def read_only_connections():
     event.remove(Engine, "connect", read_only)
 
 
+@pytest.mark.parametrize("read_only", [False, True])
+def test_two_connections_and_small_chunks_give_the_same_table(
+    random_store, request, monkeypatch, read_only
+):
+    """Many runs are read on two connections at once (here: more than 2 x CHUNK = 8), and
+    bound in chunks of CHUNK runs where no temporary table can be made."""
+    from deepfake_detect.leaderboard import sql_reader
+
+    monkeypatch.setattr(sql_reader, "CHUNK", 4)
+    if read_only:
+        request.getfixturevalue("read_only_connections")
+    whole = read_runs_api(random_store, [], None, True, [*ROW_KEYS, BEST_EPOCH_METRIC])
+    in_sql = read_runs_sql(random_store, [], None, True, ROW_KEYS, "val_auc", "best")
+    pd.testing.assert_frame_equal(build_leaderboard(in_sql).table, build_leaderboard(whole).table)
+
+
 def test_a_read_only_connection_gives_the_same_table(random_store, read_only_connections):
     """No temporary table can be made: the runs are bound into the queries instead."""
     import sqlalchemy

@@ -15,6 +15,7 @@ from __future__ import annotations
 import math
 from collections import defaultdict
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 
 import sqlalchemy
 from sqlalchemy import bindparam, text
@@ -71,6 +72,7 @@ WITH latest AS (
 SELECT run_uuid, step FROM ranked WHERE position = 1 AND NOT is_nan
 """
 CHUNK = 500  # runs per values query when they are bound (2 parameters each)
+VALUE_WORKERS = 2  # connections reading values at once (this machine and CI have 2 cores)
 _CHOSEN = "dfd_leaderboard_rows"  # the temporary table of exported runs and their row epochs
 
 
@@ -146,8 +148,8 @@ def read_runs_sql(
             records, experiment_ids, runs_read = _read_runs(db, names, sweep, include_failed)
             if records:
                 _choose_epochs(db, records, metric, selection)
-                table = _create_chosen_table(db, records)
-                _read_values(db, records, keys, table)
+                _read_values(engine, db, records, keys)
+                table = _create_chosen_table(db, list(records.values()))
                 if table:
                     runs_read = len(records)
                 _read_params(db, records, experiment_ids, runs_read, table)
@@ -229,9 +231,9 @@ def _choose_epochs(
         record.epoch = pick_epoch(facts, metric, selection)
 
 
-def _create_chosen_table(db: sqlalchemy.Connection, records: dict[str, RunRecord]) -> bool:
-    """The temporary table of the chosen runs and epochs; False where the connection may not
-    create one (read-only transaction): the later queries then bind the runs instead."""
+def _create_chosen_table(db: sqlalchemy.Connection, records: Sequence[RunRecord]) -> bool:
+    """The connection's temporary table of ``records`` and their epochs; False where it may
+    not create one (read-only transaction): the queries then bind the runs instead."""
     try:
         db.execute(
             text(
@@ -240,7 +242,7 @@ def _create_chosen_table(db: sqlalchemy.Connection, records: dict[str, RunRecord
         )
         db.execute(
             text(f"INSERT INTO {_CHOSEN} (run_uuid, step) VALUES (:run_uuid, :step)"),
-            [{"run_uuid": run_id, "step": r.epoch} for run_id, r in records.items()],
+            [{"run_uuid": r.run_id, "step": r.epoch} for r in records],
         )
     except sqlalchemy.exc.DBAPIError:
         db.rollback()
@@ -248,31 +250,48 @@ def _create_chosen_table(db: sqlalchemy.Connection, records: dict[str, RunRecord
     return True
 
 
-def _read_values(
-    db: sqlalchemy.Connection, records: dict[str, RunRecord], keys: Sequence[str], table: bool
-) -> None:
-    """The values of ``keys`` at each record's epoch (one query over the temporary table, else
-    ``CHUNK`` bound runs a query); a step logged twice keeps its latest value (those few runs
-    are read again row by row, ordered by time)."""
-    keys = list(keys)
-    chosen = [record for record in records.values() if record.epoch is not None]
+def _value_rows(
+    engine: sqlalchemy.Engine, chosen: Sequence[RunRecord], keys: list[str]
+) -> list[sqlalchemy.Row]:
+    """The pivoted value rows of ``chosen`` (see :func:`_values_query`), on a connection of
+    their own: over its temporary table in one query, else ``CHUNK`` bound runs a query."""
     bound_keys = {"keys": keys, **{f"key{i}": key for i, key in enumerate(keys)}}
-    chunks = [chosen] if table else [chosen[i : i + CHUNK] for i in range(0, len(chosen), CHUNK)]
-    relogged = []
-    for chunk in chunks:
-        bound = dict(bound_keys)
-        if not table:
+    with engine.connect() as db:
+        if _create_chosen_table(db, chosen):
+            return db.execute(_values_query(keys, None), bound_keys).all()
+        rows = []
+        for start in range(0, len(chosen), CHUNK):
+            chunk = chosen[start : start + CHUNK]
+            bound = dict(bound_keys)
             for i, record in enumerate(chunk):
                 bound[f"run{i}"], bound[f"step{i}"] = record.run_id, record.epoch
-        query = _values_query(keys, None if table else len(chunk))
-        for run_id, rows, distinct, *values in db.execute(query, bound):
-            records[run_id].values = {
-                key: float(value)
-                for key, value in zip(keys, values, strict=True)
-                if value is not None
-            }
-            if rows > distinct:
-                relogged.append(records[run_id])
+            rows += db.execute(_values_query(keys, len(chunk)), bound).all()
+        return rows
+
+
+def _read_values(
+    engine: sqlalchemy.Engine,
+    db: sqlalchemy.Connection,
+    records: dict[str, RunRecord],
+    keys: Sequence[str],
+) -> None:
+    """The values of ``keys`` at each record's epoch. Many runs are split between
+    ``VALUE_WORKERS`` connections queried at once (SQLite works outside the GIL, a server
+    serves each); a step logged twice keeps its latest value (those few runs are read again
+    row by row, ordered by time)."""
+    keys = list(keys)
+    chosen = [record for record in records.values() if record.epoch is not None]
+    workers = VALUE_WORKERS if len(chosen) >= 2 * CHUNK else 1
+    parts = [chosen[i::workers] for i in range(workers)]
+    with ThreadPoolExecutor(workers) as pool:
+        results = list(pool.map(lambda part: _value_rows(engine, part, keys), parts))
+    relogged = []
+    for run_id, count, distinct, *values in (row for part in results for row in part):
+        records[run_id].values = {
+            key: float(value) for key, value in zip(keys, values, strict=True) if value is not None
+        }
+        if count > distinct:
+            relogged.append(records[run_id])
     for record in relogged:
         query = {"run": record.run_id, "step": record.epoch, "keys": keys}
         for key, value, is_nan in db.execute(_RELOGGED_VALUES, query):
