@@ -35,6 +35,7 @@ from deepfake_detect.tracking.vocabulary import (
     PRUNED_TAG,
     RUN_TYPE_TAG,
     SWEEP,
+    TEST_KEYS,
     higher_is_better,
 )
 
@@ -55,22 +56,28 @@ _LAST_STEPS = text(
 _MODEL_EPOCHS = text(  # ordered: the latest logged best_epoch comes last
     "SELECT run_uuid, value, is_nan FROM metrics WHERE key = :key ORDER BY step, timestamp, value"
 )
-# the best step of the ranking metric: the latest value of each step (newest timestamp, then
-# the larger value), NaN last, ties to the earliest step; {order} is the metric's direction
+# the best step of the ranking metric per run: NaN last, ties to the earliest step ({order} is
+# the metric's direction) over {rows}: the metric's rows, or where some step was logged twice
+# only each step's latest value (newest timestamp, then the larger value)
 _BEST_STEPS = """
-WITH latest AS (
-  SELECT run_uuid, step, value, is_nan,
-         ROW_NUMBER() OVER (PARTITION BY run_uuid, step
-                            ORDER BY timestamp DESC, value DESC) AS newest
-  FROM metrics WHERE key = :key
-), ranked AS (
+SELECT run_uuid, step FROM (
   SELECT run_uuid, step, is_nan,
          ROW_NUMBER() OVER (PARTITION BY run_uuid ORDER BY is_nan ASC, value {order}, step ASC)
            AS position
-  FROM latest WHERE newest = 1
-)
-SELECT run_uuid, step FROM ranked WHERE position = 1 AND NOT is_nan
+  FROM {rows}
+) ranked WHERE position = 1 AND NOT is_nan
 """
+_ALL_ROWS = "metrics WHERE key = :key"
+_LATEST_ROWS = """(
+    SELECT run_uuid, step, value, is_nan,
+           ROW_NUMBER() OVER (PARTITION BY run_uuid, step ORDER BY timestamp DESC, value DESC)
+             AS newest
+    FROM metrics WHERE key = :key
+  ) latest WHERE newest = 1"""
+_ANY_RELOGGED = text(
+    "SELECT run_uuid FROM metrics WHERE key = :key GROUP BY run_uuid, step HAVING COUNT(*) > 1 "
+    "LIMIT 1"
+)
 CHUNK = 500  # runs per values query when they are bound (2 parameters each)
 VALUE_WORKERS = 2  # connections reading values at once (this machine and CI have 2 cores)
 _CHOSEN = "dfd_leaderboard_rows"  # the temporary table of exported runs and their row epochs
@@ -205,22 +212,24 @@ def _choose_epochs(
     db: sqlalchemy.Connection, records: dict[str, RunRecord], metric: str, selection: str
 ) -> None:
     """Each record's row epoch from the database's aggregates, queried only where the rule
-    needs them (a ``best`` row of a run that logged ``best_epoch`` needs nothing else)."""
+    needs them: a ``best`` row of a run that logged ``best_epoch`` needs nothing else, the
+    last steps only serve ``--select last``, test metrics and runs without a finite value."""
     model_epochs: dict[str, int | None] = {}
     if selection == "best":
         for run_id, value, is_nan in db.execute(_MODEL_EPOCHS, {"key": BEST_EPOCH_METRIC}):
             valid = not is_nan and 0 <= value <= MAX_EPOCH
             model_epochs[run_id] = int(value) if valid else None
-    unresolved = selection != "best" or any(model_epochs.get(r) is None for r in records)
-    last: dict[tuple[str, str], int] = {}
+    unresolved = [r for r in records if model_epochs.get(r) is None]
     best: dict[str, int] = {}
-    if unresolved:
+    if unresolved and selection == "best" and metric not in TEST_KEYS:
+        relogged = db.execute(_ANY_RELOGGED, {"key": metric}).first() is not None
+        order = "DESC" if higher_is_better(metric) else "ASC"
+        query = text(_BEST_STEPS.format(order=order, rows=_LATEST_ROWS if relogged else _ALL_ROWS))
+        best = {run: int(step) for run, step in db.execute(query, {"key": metric})}
+    last: dict[tuple[str, str], int] = {}
+    if any(run not in best for run in unresolved):  # last epochs: for `last` and fallbacks
         keys = sorted({metric, EPOCH_KEY})
         last = {(run, key): int(step) for run, key, step in db.execute(_LAST_STEPS, {"keys": keys})}
-    if unresolved and selection == "best":
-        order = "DESC" if higher_is_better(metric) else "ASC"
-        query = text(_BEST_STEPS.format(order=order))
-        best = {run: int(step) for run, step in db.execute(query, {"key": metric})}
     for run_id, record in records.items():
         facts = EpochFacts(
             model_epoch=model_epochs.get(run_id),
