@@ -316,7 +316,7 @@ def demo_grid_pruning(folder: Path, data_root: Path, size: int, *extra: str) -> 
             "finished": sum(child.info.status == "FINISHED" for child in children),
             # seconds spent deciding to prune / fit seconds, over all trials (goal < 1 %)
             "pruning_share_of_fit": sum(m.get("pruning_seconds", 0.0) for m in metrics)
-            / sum(m["fit_seconds"] for m in metrics),
+            / max(sum(m.get("fit_seconds", 0.0) for m in metrics), 1e-9),
             "pruned": int(table["pruned"].sum()),
             "best_grid_point": f"dropout={best['model.dropout']} lr={best['optimizer.lr']}",
             "best_val_auc": float(best["val_auc"]),

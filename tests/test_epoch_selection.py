@@ -38,7 +38,9 @@ def random_run_metrics(rng: random.Random) -> list[list[Metric]]:
                 relogged.append(Metric(key, rng.choice(VALUES), 3000 + step, step))
             elif rng.random() < 0.03:  # same timestamp twice: the larger value wins
                 relogged.append(Metric(key, rng.choice(VALUES[:4]), 1000 + step, step))
-    if epochs and rng.random() < 0.6:
+    if epochs and rng.random() < 0.1:  # a broken best_epoch: ignored by both readers
+        first.append(Metric(BEST_EPOCH_METRIC, rng.choice([-1, -0.5, math.inf, 1e20]), 4000, 0))
+    elif epochs and rng.random() < 0.6:
         model_epoch = rng.randrange(epochs)
         first.append(Metric(BEST_EPOCH_METRIC, model_epoch, 4000, 0))
         first += [Metric(key, rng.choice(VALUES), 4000, model_epoch) for key in TEST_KEYS]
@@ -103,6 +105,17 @@ def test_sql_selection_equals_python_rule_on_random_histories(random_store, metr
         assert len(picked) == (expected or len(reference)) and len(picked) > 20
         assert picked["epoch"].isna().sum() > 0  # runs without epochs are in the test
         pd.testing.assert_frame_equal(picked, reference)
+
+
+def test_runs_without_any_epoch_are_rows_without_values(store_uri):
+    """--include-failed during a sweep's first epoch: no exported run has an epoch yet."""
+    client = store_client(store_uri)
+    experiment_id = client.create_experiment("starting")
+    running = client.create_run(experiment_id, run_name="starting").info.run_id
+    client.log_batch(running, metrics=[Metric("data_load_seconds", 1.0, 1000, 0)])
+    for reader, keys in ((read_runs_sql, ROW_KEYS), (read_runs_api, ROW_KEYS)):
+        table = build_leaderboard(reader(store_uri, [], None, True, keys)).table
+        assert list(table["run_id"]) == [running] and table["epoch"].isna().all()
 
 
 def test_sql_reads_only_the_chosen_epoch(random_store):

@@ -153,11 +153,11 @@ def test_median_pruner_against_fixed_sibling_histories(store_uri):
     trial([0.99] * 4, status="FAILED")  # failed: not counted either
     late = trial([0.95] * 4, status=None)
 
-    def pruner_for(run_id: str, pruning: str | None = "median"):
+    def pruner_for(run_id: str, pruning: str | None = "median", strategy: str = "default"):
         cfg = OmegaConf.create(
             {
                 "sweep": {"pruning": pruning, "pruning_warmup": 2},
-                "trainer": {"monitor": "val_auc", "strategy": "default"},
+                "trainer": {"monitor": "val_auc", "strategy": strategy},
             }
         )
         pruner = sweep_pruner(cfg, client, run_id, parent)
@@ -167,6 +167,7 @@ def test_median_pruner_against_fixed_sibling_histories(store_uri):
         return pruner
 
     assert pruner_for(trial([], None), pruning=None) is None  # off unless asked
+    assert pruner_for(trial([], None), strategy="multi_worker") is None  # workers would hang
     worse = pruner_for(trial([], status=None))
     worse.on_epoch_end(0, {"val_auc": 0.1})  # warm-up: never judged
     assert not getattr(worse.model, "stop_training", False) and worse.siblings.histories == {}

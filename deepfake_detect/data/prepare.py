@@ -81,12 +81,11 @@ def prepare_data(data: DictConfig) -> PreparedData:
     cache_dir = None if data.cache == "none" else Path(data.cache_dir)
     settings = (tuple(found), int(data.image_size), bool(data.skip_corrupt), str(cache_dir))
     settings += (str(data.cache),)
-    decoded = None
-    if _last_decoded is not None and _last_decoded[0][:-1] == settings:  # a later trial
-        files_now = fingerprint(list(found.values()), with_mtime=True)
-        if _last_decoded[0][-1] == files_now:
-            decoded = _last_decoded[1]
-    if decoded is None:
+    # with mtimes, taken before decoding: a file changed meanwhile is not memoised as current
+    files_now = fingerprint(list(found.values()), with_mtime=True) if cache_dir else None
+    if _last_decoded is not None and _last_decoded[0] == (*settings, files_now):  # a later trial
+        decoded = _last_decoded[1]
+    else:
         _last_decoded = None  # free the previous arrays before decoding new ones
         decoded = {
             split: load_split(
@@ -99,7 +98,6 @@ def prepare_data(data: DictConfig) -> PreparedData:
             for split, files in found.items()
         }
         if cache_dir is not None:  # data.cache=none decodes every time, as documented
-            files_now = fingerprint(list(found.values()), with_mtime=True)
             _last_decoded = ((*settings, files_now), decoded)
     for name, split in decoded.items():
         require_both_classes(found[name], split, names)

@@ -16,9 +16,9 @@ from deepfake_detect.tracking.store import (
 )
 from deepfake_detect.tracking.vocabulary import BEST_EPOCH_METRIC, EPOCH_KEYS, TEST_KEYS
 
-# read with SQL (leaderboard/sql_reader.py; MySQL needs 8.0+ for window functions); other
-# stores (servers, other databases) through the MLflow API
-DB_SCHEMES = ("sqlite", "postgresql", "mysql")
+# read with SQL (leaderboard/sql_reader.py); other stores (servers, MySQL, other databases)
+# through the MLflow API
+DB_SCHEMES = ("sqlite", "postgresql")
 ROW_KEYS: tuple[str, ...] = (*EPOCH_KEYS, *TEST_KEYS)  # the metric columns of a row
 
 

@@ -17,6 +17,7 @@ from deepfake_detect.tracking.vocabulary import (
 )
 
 SELECTIONS: tuple[str, ...] = ("best", "last")
+MAX_EPOCH = 2**31 - 1  # a logged best_epoch outside 0..MAX_EPOCH is not an epoch: ignored
 EPOCH_KEY = EPOCH_KEYS[0]  # train_loss: logged at every finished epoch
 
 
@@ -30,6 +31,11 @@ class EpochFacts:
     metric_best: int | None  # its best non-NaN step (the metric's direction, earliest on ties)
 
 
+def as_epoch(value: float) -> int | None:
+    """A logged ``best_epoch`` as an epoch; None for NaN, negative or absurd values."""
+    return int(value) if 0 <= value <= MAX_EPOCH else None  # NaN fails both comparisons
+
+
 def facts_from_history(history: History, metric: str) -> EpochFacts:
     """The facts of one run from its histories (key -> step -> value)."""
     model = history.get(BEST_EPOCH_METRIC) or {}
@@ -39,7 +45,7 @@ def facts_from_history(history: History, metric: str) -> EpochFacts:
     finite = {step: value for step, value in values.items() if not math.isnan(value)}
     sign = 1 if higher_is_better(metric) else -1
     return EpochFacts(
-        model_epoch=None if math.isnan(model_epoch) else int(model_epoch),
+        model_epoch=as_epoch(model_epoch),
         last_epoch=max(epochs) if epochs else None,
         metric_last=max(values) if values else None,
         metric_best=min(finite, key=lambda s: (-sign * finite[s], s)) if finite else None,

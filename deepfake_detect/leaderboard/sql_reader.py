@@ -27,7 +27,7 @@ from deepfake_detect.leaderboard.records import (
     check_sweep,
     choose_experiments,
 )
-from deepfake_detect.leaderboard.selection import EPOCH_KEY, EpochFacts, pick_epoch
+from deepfake_detect.leaderboard.selection import EPOCH_KEY, EpochFacts, as_epoch, pick_epoch
 from deepfake_detect.tracking.vocabulary import (
     BEST_EPOCH_METRIC,
     EVALUATION,
@@ -105,12 +105,11 @@ def _values_query(keys: Sequence[str], bound_runs: int | None) -> sqlalchemy.Tex
     ).bindparams(bindparam("keys", expanding=True))
 
 
-# a run with a re-logged step: its rows, oldest first (the latest value wins)
+# runs with a re-logged step: their rows, oldest first (the latest value wins)
 _RELOGGED_VALUES = text(
-    "SELECT m.key, m.value, m.is_nan FROM metrics m "
-    "WHERE m.run_uuid = :run AND m.step = :step AND m.key IN :keys "
-    "ORDER BY m.timestamp, m.value"
-).bindparams(bindparam("keys", expanding=True))
+    "SELECT m.run_uuid, m.step, m.key, m.value, m.is_nan FROM metrics m "
+    "WHERE m.run_uuid IN :runs AND m.key IN :keys ORDER BY m.timestamp, m.value"
+).bindparams(bindparam("runs", expanding=True), bindparam("keys", expanding=True))
 
 
 def _param_queries(table: bool) -> tuple[sqlalchemy.TextClause, sqlalchemy.TextClause]:
@@ -131,10 +130,6 @@ def _param_queries(table: bool) -> tuple[sqlalchemy.TextClause, sqlalchemy.TextC
         spread = spread.bindparams(bindparam("experiments", expanding=True))
         values = values.bindparams(bindparam("experiments", expanding=True))
     return spread, values
-
-
-# a logged best_epoch outside this range is not an epoch (and would overflow BIGINT)
-MAX_EPOCH = 2**31 - 1
 
 
 def read_runs_sql(
@@ -217,8 +212,7 @@ def _choose_epochs(
     model_epochs: dict[str, int | None] = {}
     if selection == "best":
         for run_id, value, is_nan in db.execute(_MODEL_EPOCHS, {"key": BEST_EPOCH_METRIC}):
-            valid = not is_nan and 0 <= value <= MAX_EPOCH
-            model_epochs[run_id] = int(value) if valid else None
+            model_epochs[run_id] = None if is_nan else as_epoch(value)
     unresolved = [r for r in records if model_epochs.get(r) is None]
     best: dict[str, int] = {}
     if unresolved and selection == "best" and metric not in TEST_KEYS:
@@ -243,12 +237,16 @@ def _choose_epochs(
 def _create_chosen_table(db: sqlalchemy.Connection, records: Sequence[RunRecord]) -> bool:
     """The connection's temporary table of ``records`` and their epochs; False where it may
     not create one (read-only transaction): the queries then bind the runs instead."""
-    try:
+    if not records:
+        return False
+    try:  # a pooled SQLite connection may still hold the table (its DDL is not rolled back)
         db.execute(
             text(
-                f"CREATE TEMPORARY TABLE {_CHOSEN} (run_uuid VARCHAR(32) PRIMARY KEY, step BIGINT)"
+                f"CREATE TEMPORARY TABLE IF NOT EXISTS {_CHOSEN} "
+                "(run_uuid VARCHAR(32) PRIMARY KEY, step BIGINT)"
             )
         )
+        db.execute(text(f"DELETE FROM {_CHOSEN}"))
         db.execute(
             text(f"INSERT INTO {_CHOSEN} (run_uuid, step) VALUES (:run_uuid, :step)"),
             [{"run_uuid": r.run_id, "step": r.epoch} for r in records],
@@ -290,6 +288,8 @@ def _read_values(
     row by row, ordered by time)."""
     keys = list(keys)
     chosen = [record for record in records.values() if record.epoch is not None]
+    if not chosen:  # no run has an epoch yet (e.g. --include-failed during the first epoch)
+        return
     workers = VALUE_WORKERS if len(chosen) >= 2 * CHUNK else 1
     parts = [chosen[i::workers] for i in range(workers)]
     with ThreadPoolExecutor(workers) as pool:
@@ -301,10 +301,12 @@ def _read_values(
         }
         if count > distinct:
             relogged.append(records[run_id])
-    for record in relogged:
-        query = {"run": record.run_id, "step": record.epoch, "keys": keys}
-        for key, value, is_nan in db.execute(_RELOGGED_VALUES, query):
-            record.values[key] = math.nan if is_nan else float(value)
+    for start in range(0, len(relogged), CHUNK):  # rows of all epochs: keep the chosen one
+        chunk = {record.run_id: record for record in relogged[start : start + CHUNK]}
+        query = {"runs": list(chunk), "keys": keys}
+        for run_id, step, key, value, is_nan in db.execute(_RELOGGED_VALUES, query):
+            if step == chunk[run_id].epoch:
+                chunk[run_id].values[key] = math.nan if is_nan else float(value)
 
 
 def _read_params(

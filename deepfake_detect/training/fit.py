@@ -155,6 +155,9 @@ def sweep_pruner(
             "sweep.pruning=%s applies to sweep trials only; this run is not pruned", pruning
         )
         return None
+    if str(cfg.trainer.strategy) == "multi_worker":  # workers would decide apart and hang
+        log.warning("sweep.pruning is off with trainer.strategy=multi_worker")
+        return None
     monitor = str(cfg.trainer.monitor)
     experiment_id = client.get_run(run_id).info.experiment_id
     siblings = SiblingHistories(client, experiment_id, sweep_parent, run_id, monitor)

@@ -33,12 +33,15 @@ def is_worse_than_median(best: float, siblings: Sequence[float], higher: bool) -
     return best < median if higher else best > median
 
 
+LOOK_BACK_MS = 10 * 60 * 1000  # siblings that ended this long before the newest seen are re-read
+
+
 class SiblingHistories:
     """The monitored metric of a sweep's finished trials, from the tracking store.
 
-    Each refresh is one paged ``search_runs`` for siblings that finished since the newest one
-    seen (``end_time``), and one history read per newly finished sibling (a finished run's
-    history does not change): the cost does not grow with the siblings already read.
+    Each refresh is one paged ``search_runs`` for siblings that finished since shortly before
+    the newest one seen (``end_time``), and one history read per newly finished sibling (a
+    finished run's history does not change): the cost does not grow with the siblings read.
     """
 
     def __init__(
@@ -56,9 +59,11 @@ class SiblingHistories:
         self.newest_end = 0  # end_time (ms) of the newest finished sibling read
 
     def refresh(self) -> None:
-        """Read the histories of siblings that finished since the last refresh."""
-        query = f"{self.filter} and attributes.end_time >= {self.newest_end}"
-        token = None
+        """Read the histories of siblings that finished since the last complete refresh (with
+        a look-back: end times come from each job's clock, and commits arrive out of order)."""
+        since = max(0, self.newest_end - LOOK_BACK_MS)
+        query = f"{self.filter} and attributes.end_time >= {since}"
+        newest, token = self.newest_end, None
         while True:
             page = self.client.search_runs(
                 [self.experiment_id], query, max_results=1000, page_token=token
@@ -68,10 +73,11 @@ class SiblingHistories:
                 if run_id != self.run_id and run_id not in self.histories:
                     history = self.client.get_metric_history(run_id, self.key)
                     self.histories[run_id] = {m.step: m.value for m in history}
-                    self.newest_end = max(self.newest_end, run.info.end_time or 0)
+                newest = max(newest, run.info.end_time or 0)
             token = page.token
             if not token:
-                return
+                break
+        self.newest_end = newest  # only after every page was read
 
     def values_at(self, epoch: int) -> list[float]:
         """Each finished sibling's value at ``epoch`` (siblings that stopped before it: none)."""
