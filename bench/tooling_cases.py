@@ -7,6 +7,7 @@ import resource
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -96,15 +97,31 @@ def fill_store(uri: str, runs: int, epochs: int) -> None:
             )
 
 
-def timed_child(command: list[str]) -> tuple[float, float]:
-    """Wall seconds and peak RSS (MB) of one child process (``wait4``: its own rusage)."""
-    start = time.perf_counter()
-    child = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=ENV)
-    _, status, usage = os.wait4(child.pid, 0)
-    child.returncode = os.waitstatus_to_exitcode(status)
-    if child.returncode:
-        raise subprocess.CalledProcessError(child.returncode, command)
-    return time.perf_counter() - start, usage.ru_maxrss / 1024
+# runs a module as ``python -m`` would, then writes its own peak RSS (VmHWM, kB) to the file
+# named first: the rusage of a child forked from this (large) process would count the pages it
+# had before exec
+_RUN_AND_REPORT_HWM = (
+    "import runpy, sys\n"
+    "report, sys.argv = sys.argv[1], sys.argv[2:]\n"
+    "try:\n"
+    "    runpy.run_module(sys.argv[0], run_name='__main__', alter_sys=True)\n"
+    "finally:\n"
+    "    status = open('/proc/self/status').read()\n"
+    "    open(report, 'w').write(status.split('VmHWM:')[1].split()[0])\n"
+)
+
+
+def timed_child(module: str, *args: str) -> tuple[float, float]:
+    """Wall seconds and peak RSS (MB, the child's own VmHWM) of ``python -m module args``."""
+    with tempfile.TemporaryDirectory() as tmp:
+        report = Path(tmp) / "vmhwm"
+        command = [sys.executable, "-c", _RUN_AND_REPORT_HWM, str(report), module, *args]
+        start = time.perf_counter()
+        done = subprocess.run(command, capture_output=True, text=True, env=ENV)
+        seconds = time.perf_counter() - start
+        if done.returncode:
+            raise subprocess.CalledProcessError(done.returncode, command, stderr=done.stderr)
+        return seconds, float(report.read_text()) / 1024
 
 
 def leaderboard_export(folder: Path, runs: int, epochs: int) -> dict[str, float]:
@@ -115,10 +132,7 @@ def leaderboard_export(folder: Path, runs: int, epochs: int) -> dict[str, float]
     start = time.perf_counter()
     fill_store(uri, runs, epochs)
     filled = time.perf_counter() - start
-    command = [
-        sys.executable,
-        "-m",
-        "deepfake_detect.commands.cli",
+    arguments = [
         "leaderboard",
         "--tracking-uri",
         uri,
@@ -126,7 +140,7 @@ def leaderboard_export(folder: Path, runs: int, epochs: int) -> dict[str, float]
         str(folder / "lb.csv"),
         "--no-chart",
     ]
-    measured = [timed_child(command) for _ in range(3)]
+    measured = [timed_child("deepfake_detect.commands.cli", *arguments) for _ in range(3)]
     db.unlink()
     return {
         "runs": runs,
