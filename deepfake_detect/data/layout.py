@@ -95,15 +95,21 @@ def scan_split(root: Path, split: str, classes: list[str]) -> SplitFiles:
     return SplitFiles(split=split, root=root, paths=tuple(paths), labels=tuple(labels))
 
 
-def fingerprint(files: list[SplitFiles], with_mtime: bool = False) -> str:
-    """Hash of relative paths and sizes (and mtimes if asked): changes when the data does."""
-    digest = hashlib.sha256()
+def fingerprints(files: list[SplitFiles]) -> tuple[str, str]:
+    """Hashes of relative paths, sizes and labels, without and with mtimes, from one stat
+    pass over the files: both change when the data does."""
+    plain, timed = hashlib.sha256(), hashlib.sha256()
     for split in files:
         for path, label in zip(split.paths, split.labels, strict=True):
             stat = path.stat()
             rel = path.relative_to(split.root).as_posix()
-            digest.update(f"{rel}\0{stat.st_size}\0{label}".encode())
-            if with_mtime:
-                digest.update(f"\0{stat.st_mtime_ns}".encode())
-            digest.update(b"\n")
-    return digest.hexdigest()[:16]
+            entry = f"{rel}\0{stat.st_size}\0{label}".encode()
+            plain.update(entry + b"\n")
+            timed.update(entry + f"\0{stat.st_mtime_ns}\n".encode())
+    return plain.hexdigest()[:16], timed.hexdigest()[:16]
+
+
+def fingerprint(files: list[SplitFiles], with_mtime: bool = False) -> str:
+    """Hash of relative paths and sizes (and mtimes if asked): changes when the data does."""
+    plain, timed = fingerprints(files)
+    return timed if with_mtime else plain

@@ -14,7 +14,7 @@ from deepfake_detect.data.layout import (
     DataError,
     SplitFiles,
     class_names,
-    fingerprint,
+    fingerprints,
     require_root,
     scan_split,
 )
@@ -77,12 +77,12 @@ def prepare_data(data: DictConfig) -> PreparedData:
         raise DataError(f"data.cache={data.cache!r}; choose disk, memory or none")
     global _last_decoded
     root, names, found = scan_all(data)
-    data_fingerprint = fingerprint(list(found.values()))
+    # with mtimes too (the memo key), taken before decoding: a file changed meanwhile is not
+    # memoised as current
+    data_fingerprint, files_now = fingerprints(list(found.values()))
     cache_dir = None if data.cache == "none" else Path(data.cache_dir)
     settings = (tuple(found), int(data.image_size), bool(data.skip_corrupt), str(cache_dir))
     settings += (str(data.cache),)
-    # with mtimes, taken before decoding: a file changed meanwhile is not memoised as current
-    files_now = fingerprint(list(found.values()), with_mtime=True) if cache_dir else None
     if _last_decoded is not None and _last_decoded[0] == (*settings, files_now):  # a later trial
         decoded = _last_decoded[1]
     else:

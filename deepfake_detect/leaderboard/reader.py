@@ -7,8 +7,12 @@ from collections.abc import Sequence
 from urllib.parse import urlparse
 
 from deepfake_detect.leaderboard.records import RunRecord, StoreError
-from deepfake_detect.leaderboard.selection import SELECTIONS
-from deepfake_detect.leaderboard.table import Leaderboard, build_leaderboard, validate_metric
+from deepfake_detect.leaderboard.table import (
+    Leaderboard,
+    build_leaderboard,
+    validate_metric,
+    validate_selection,
+)
 from deepfake_detect.tracking.store import (
     StoreNotFoundError,
     require_existing_store,
@@ -64,8 +68,7 @@ def collect(
 ) -> Leaderboard:
     """Read the store and build the table (raises StoreError/ValueError on bad input)."""
     validate_metric(metric)
-    if select not in SELECTIONS:
-        raise ValueError(f"--select {select!r}; choose one of {', '.join(SELECTIONS)}")
+    validate_selection(select)
     records = read_store(
         resolve_tracking_uri(tracking_uri),
         experiments,

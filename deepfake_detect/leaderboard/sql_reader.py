@@ -1,5 +1,5 @@
-"""Read runs straight from an MLflow database (SQLite, PostgreSQL; MySQL 8+ untested), the
-best epoch picked inside the database.
+"""Read runs straight from an MLflow database (SQLite, PostgreSQL), the best epoch picked
+inside the database.
 
 Set-based queries, no MLflow import. The database returns a few aggregates per run (a window
 function over the ranking metric, ``best_epoch`` and ``train_loss`` only), Python applies
@@ -152,8 +152,6 @@ def read_runs_sql(
                 _choose_epochs(db, records, metric, selection)
                 _read_values(engine, db, records, keys)
                 table = _create_chosen_table(db, list(records.values()))
-                if table:
-                    runs_read = len(records)
                 _read_params(db, records, experiment_ids, runs_read, table)
             return list(records.values())
     except sqlalchemy.exc.DBAPIError as error:
@@ -284,8 +282,8 @@ def _read_values(
 ) -> None:
     """The values of ``keys`` at each record's epoch. Many runs are split between
     ``VALUE_WORKERS`` connections queried at once (SQLite works outside the GIL, a server
-    serves each); a step logged twice keeps its latest value (those few runs are read again
-    row by row, ordered by time)."""
+    serves each); a step logged twice keeps its latest value (those few runs' rows are read
+    again, ``CHUNK`` runs a query, ordered by time)."""
     keys = list(keys)
     chosen = [record for record in records.values() if record.epoch is not None]
     if not chosen:  # no run has an epoch yet (e.g. --include-failed during the first epoch)
@@ -316,16 +314,17 @@ def _read_params(
     runs_read: int,
     table: bool,
 ) -> None:
-    """Only params whose values are not the same for every one of ``runs_read`` runs (the
-    chosen ones from the temporary table, else all of the experiments') plus the swept and
-    the monitor params: the rest cannot tell rows apart, and 16k runs x 60 params is a lot.
+    """Only params whose values are not the same for every run read (the chosen ones from
+    the temporary table, else all ``runs_read`` active runs of the experiments) plus the swept
+    and the monitor params: the rest cannot tell rows apart, and 16k runs x 60 params is a lot.
     (A key that varies across the experiments but not the exported runs is harmless: the
     table keeps only what differs between its rows.)"""
     spread, values = _param_queries(table)
+    total = len(records) if table else runs_read
     experiments = {} if table else {"experiments": experiment_ids}
     wanted = set(ALWAYS_READ_PARAMS)
     for key, count, distinct in db.execute(spread, experiments):
-        if distinct > 1 or count < runs_read:
+        if distinct > 1 or count < total:
             wanted.add(key)
     for run_id, key, value in db.execute(values, {**experiments, "keys": sorted(wanted)}):
         if run_id in records:

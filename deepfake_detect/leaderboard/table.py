@@ -45,6 +45,12 @@ def validate_metric(metric: str) -> None:
         )
 
 
+def validate_selection(selection: str) -> None:
+    """A row reports the ``best`` or the ``last`` epoch."""
+    if selection not in SELECTIONS:
+        raise ValueError(f"--select {selection!r}; choose one of {', '.join(SELECTIONS)}")
+
+
 def select_step(record: RunRecord, metric: str, selection: str) -> int | None:
     """The epoch a run's row reports (see :func:`selection.pick_epoch`)."""
     if record.preselected:
@@ -104,6 +110,7 @@ def consistency_warnings(table: pd.DataFrame) -> list[str]:
     """acc/precision/recall must agree with the TP/FP/TN/FN of the same split and row
     (checked column-wise: a 16k-row table is checked in milliseconds)."""
     found: list[tuple[int, int, str]] = []  # (row, split, message): reported in row order
+    models, run_ids = table["model"].to_numpy(), table["run_id"].to_numpy()
     for split_index, split in enumerate(SPLITS):
         columns = {
             name: f"{split}_{name}"
@@ -126,7 +133,6 @@ def consistency_warnings(table: pd.DataFrame) -> list[str]:
             name: complete & ~np.isnan(want) & (np.abs(values[name] - want) > TOLERANCE)
             for name, want in expected.items()
         }
-        models, run_ids = table["model"].to_numpy(), table["run_id"].to_numpy()
         for position in np.flatnonzero(np.logical_or.reduce(list(broken.values()))):
             details = "; ".join(
                 f"{split}_{name} {values[name][position]:.4f} != {want[position]:.4f}"
@@ -149,8 +155,7 @@ def build_leaderboard(
 ) -> Leaderboard:
     """Rows sorted best first by ``metric``; counts as integers; warnings for bad rows."""
     validate_metric(metric)
-    if selection not in SELECTIONS:
-        raise ValueError(f"--select {selection!r}; choose one of {', '.join(SELECTIONS)}")
+    validate_selection(selection)
     extra = differing_params(records)
     param_columns = [*SWEPT_PARAMS, *extra]
     columns = ["model", *EPOCH_KEYS, *TEST_KEYS, *ID_COLUMNS, *param_columns]
