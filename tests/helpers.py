@@ -67,3 +67,32 @@ def read_predictions(text: str) -> dict[str, float]:
     """``predict`` CSV -> path -> probability."""
     rows = list(csv.reader(io.StringIO(text)))
     return {row[0]: float(row[1]) for row in rows[1:]}
+
+
+class SignalOnce(keras.callbacks.Callback):
+    """Sends this process ``signum`` (SIGTERM) after the first batch of ``epoch`` (of sweep job
+    ``job`` only, when given), once: the marker file it leaves makes a resumed run (same
+    config) train on undisturbed."""
+
+    def __init__(self, epoch: int, marker: str, signum: int = 15, job: int | None = None) -> None:
+        super().__init__()
+        self.epoch = epoch
+        self.marker = marker
+        self.signum = signum
+        self.job = job
+        self._current = -1
+
+    def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
+        self._current = epoch
+
+    def on_train_batch_end(self, batch: int, logs: dict | None = None) -> None:
+        import os
+
+        if self.job is not None:
+            from hydra.core.hydra_config import HydraConfig
+
+            if HydraConfig.get().job.num != self.job:
+                return
+        if self._current == self.epoch and not Path(self.marker).exists():
+            Path(self.marker).touch()
+            os.kill(os.getpid(), self.signum)

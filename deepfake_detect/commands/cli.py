@@ -1,4 +1,4 @@
-"""``deepfake-detect``: synth, leaderboard, promote, evaluate, predict.
+"""``deepfake-detect``: synth, leaderboard, promote, evaluate, predict, runs.
 
 Each subcommand's module is imported only when it runs, so ``--help``, ``leaderboard`` and
 ``promote`` never load TensorFlow.
@@ -10,6 +10,8 @@ import argparse
 import importlib
 import sys
 from collections.abc import Sequence
+
+from deepfake_detect.commands.options import add_tracking_options
 
 COMMANDS: dict[str, tuple[str, str]] = {
     "synth": ("deepfake_detect.commands.synth", "write the synthetic Real/Fake dataset"),
@@ -29,8 +31,11 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "deepfake_detect.commands.predict",
         "score images or folders with a logged/registered model",
     ),
+    "runs": (
+        "deepfake_detect.commands.runs",
+        "list runs (status, last epoch, heartbeat, resumable) or reap dead RUNNING ones",
+    ),
 }
-TRACKING_HELP = "tracking URI (default: $MLFLOW_TRACKING_URI, else the project's mlruns/mlflow.db)"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -39,15 +44,24 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name, (module_name, help_text) in COMMANDS.items():
         command = sub.add_parser(name, help=help_text, description=help_text)
-        if name != "synth":
-            command.add_argument("--tracking-uri", help=TRACKING_HELP)
+        if name not in ("synth", "runs"):  # runs: on each of its actions
+            add_tracking_options(command)
         importlib.import_module(module_name).add_arguments(command)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Parse and dispatch; returns the exit status."""
+    """Parse, check that the tracking store answers, dispatch; returns the exit status."""
     args = build_parser().parse_args(argv)
+    if getattr(args, "connect_timeout", None) is not None:
+        from deepfake_detect.tracking.health import StoreUnavailableError, check_store_reachable
+        from deepfake_detect.tracking.store import resolve_tracking_uri
+
+        try:
+            check_store_reachable(resolve_tracking_uri(args.tracking_uri), args.connect_timeout)
+        except StoreUnavailableError as error:
+            print(f"error: {error}", file=sys.stderr)
+            return 1
     module = importlib.import_module(COMMANDS[args.command][0])
     return module.run(args)
 

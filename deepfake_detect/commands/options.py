@@ -1,8 +1,25 @@
-"""Command-line options shared by the commands that select runs (leaderboard, promote)."""
+"""Command-line options shared by the commands: the tracking store, run selection."""
 
 from __future__ import annotations
 
 import argparse
+
+from deepfake_detect.tracking.health import DEFAULT_CONNECT_TIMEOUT
+
+TRACKING_HELP = "tracking URI (default: $MLFLOW_TRACKING_URI, else the project's mlruns/mlflow.db)"
+
+
+def add_tracking_options(parser: argparse.ArgumentParser) -> None:
+    """``--tracking-uri`` and ``--connect-timeout`` (checked before the command runs)."""
+    parser.add_argument("--tracking-uri", help=TRACKING_HELP)
+    parser.add_argument(
+        "--connect-timeout",
+        type=float,
+        default=DEFAULT_CONNECT_TIMEOUT,
+        metavar="SECONDS",
+        help="give up on an unreachable tracking server after this long (default "
+        f"{DEFAULT_CONNECT_TIMEOUT:g})",
+    )
 
 
 def add_run_selection(parser: argparse.ArgumentParser) -> None:

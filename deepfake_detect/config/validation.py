@@ -3,6 +3,8 @@ MLflow run exists; each error is one line naming the key, the value and what is 
 
 from __future__ import annotations
 
+import re
+
 from omegaconf import DictConfig, OmegaConf
 
 
@@ -19,6 +21,7 @@ STRATEGIES: tuple[str, ...] = ("default", "mirrored", "multi_worker")
 PRUNERS: tuple[str, ...] = ("median",)  # sweep.pruning (null: off)
 DEFAULT_PRUNING_WARMUP = 2  # sweep.pruning_warmup when a config lacks it
 MIN_IMAGE_SIZE = 32
+RUN_ID = re.compile(r"[0-9a-f]{32}")
 
 # the epoch metrics a run can select its best epoch by (direction: max, except loss)
 MONITORS: tuple[str, ...] = ("val_auc", "val_acc", "val_precision", "val_recall", "val_loss")
@@ -28,6 +31,11 @@ def _integer(key: str, value: object, minimum: int) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
         raise ConfigError(f"{key}={value!r}: expected an integer >= {minimum}")
     return value
+
+
+def _positive_number(key: str, value: object) -> None:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
+        raise ConfigError(f"{key}={value!r}: expected a number > 0")
 
 
 def _choice(key: str, value: object, allowed: tuple[str, ...]) -> None:
@@ -63,3 +71,13 @@ def check_training_config(cfg: DictConfig) -> None:
         _choice("sweep.pruning", pruning, PRUNERS)
     warmup = OmegaConf.select(cfg, "sweep.pruning_warmup", default=DEFAULT_PRUNING_WARMUP)
     _integer("sweep.pruning_warmup", warmup, 1)
+    _positive_number("trainer.heartbeat_seconds", cfg.trainer.heartbeat_seconds)
+    _positive_number("tracking.connect_timeout", cfg.tracking.connect_timeout)
+    resume = cfg.trainer.resume
+    if resume is not None and (
+        not isinstance(resume, str) or not (resume == "auto" or RUN_ID.fullmatch(resume))
+    ):
+        raise ConfigError(
+            f"trainer.resume={resume!r}: use a run id (32 hex digits, see `deepfake-detect runs "
+            "list`) or auto"
+        )

@@ -14,12 +14,17 @@ def make_dataset(
     shuffle: bool,
     seed: int,
     parallel_calls: int | None = None,
+    epochs: range | None = None,
 ) -> tf.data.Dataset:
     """Batches of ``(float32 images 0..255, float32 labels (B, 1))``.
 
-    Indices are shuffled (seeded, reshuffled each epoch) and batched first; each batch is then
-    gathered from the (possibly memory-mapped) uint8 array in parallel, so a large cache never
-    has to fit in RAM and the pipeline stays ahead of the model.
+    Indices are shuffled and batched first; each batch is then gathered from the (possibly
+    memory-mapped) uint8 array in parallel, so a large cache never has to fit in RAM and the
+    pipeline stays ahead of the model. With ``shuffle`` and ``epochs`` the dataset holds those
+    epochs back to back (``fit`` needs ``steps_per_epoch=steps_per_epoch(...)``), and the order
+    of epoch ``e`` depends only on ``(seed, e)``: a run resumed at epoch 3 sees what an
+    uninterrupted one would. Without ``epochs`` a shuffled dataset reshuffles (seeded) on every
+    pass.
     """
     images, labels = decoded.images, decoded.labels.astype(np.float32).reshape(-1, 1)
     size = images.shape[1]
@@ -36,13 +41,31 @@ def make_dataset(
         batch_labels.set_shape([None, 1])
         return tf.cast(batch_images, tf.float32), batch_labels
 
-    dataset = tf.data.Dataset.range(len(labels))
-    if shuffle:
-        dataset = dataset.shuffle(len(labels), seed=seed, reshuffle_each_iteration=True)
-    dataset = dataset.batch(batch_size)
+    count = len(labels)
+    if shuffle and epochs is not None:
+
+        def epoch_order(epoch: np.int64) -> np.ndarray:
+            return np.random.default_rng([seed, int(epoch)]).permutation(count).astype(np.int64)
+
+        def epoch_batches(epoch: tf.Tensor) -> tf.data.Dataset:
+            order = tf.numpy_function(epoch_order, [epoch], tf.int64, stateful=False)
+            order.set_shape([count])
+            return tf.data.Dataset.from_tensor_slices(order).batch(batch_size)
+
+        dataset = tf.data.Dataset.range(epochs.start, epochs.stop).flat_map(epoch_batches)
+    else:
+        dataset = tf.data.Dataset.range(count)
+        if shuffle:
+            dataset = dataset.shuffle(count, seed=seed, reshuffle_each_iteration=True)
+        dataset = dataset.batch(batch_size)
     dataset = dataset.map(
         to_tensors,
         num_parallel_calls=parallel_calls or tf.data.AUTOTUNE,
         deterministic=True,
     )
     return dataset.prefetch(tf.data.AUTOTUNE)
+
+
+def steps_per_epoch(decoded: DecodedSplit, batch_size: int) -> int:
+    """Batches in one pass over ``decoded`` (the last one may be partial)."""
+    return -(-len(decoded.labels) // batch_size)

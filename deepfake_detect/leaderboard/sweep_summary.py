@@ -21,9 +21,10 @@ SUMMARY_METRICS = ("val_auc", "val_acc", "val_loss", "test_auc", "test_acc")
 
 def summarise_sweep(
     client: MlflowClient, parent_run_id: str, experiment: str, metric: str = "val_auc"
-) -> None:
+) -> tuple[int, int]:
     """Log the children summary, the best child by ``metric`` (the jobs' ``trainer.monitor``),
-    the sweep's leaderboard and the dropout x lr plot on the parent run."""
+    the sweep's leaderboard and the dropout x lr plot on the parent run; return the number
+    of children and of those that did not finish."""
     records = read_store(
         client.tracking_uri,
         [experiment],
@@ -67,3 +68,4 @@ def summarise_sweep(
         f"{pruned} pruned; "
         f"`deepfake-detect leaderboard --sweep {parent_run_id}` exports it"
     )
+    return children, children - len(finished)

@@ -1,42 +1,98 @@
-"""Open an MLflow run and always close it with the right status."""
+"""Open (or reopen) an MLflow run and always close it with the right status.
+
+SIGTERM and SIGINT are turned into :class:`Terminated`. Inside :func:`deferred_stop` (the
+training loop) the first signal only asks to stop: the trainer finishes the step it is in,
+keeps its checkpoint and then raises; a second signal stops at once.
+"""
 
 from __future__ import annotations
 
 import logging
 import signal
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 import mlflow
-from mlflow.entities import Run
+from mlflow.entities import Run, RunTag
 from mlflow.tracking import MlflowClient
 
+from deepfake_detect.tracking.health import unwritable_store_cause
+from deepfake_detect.tracking.run_state import Heartbeat
 from deepfake_detect.tracking.vocabulary import ERROR_TAG, TAG_VALUE_LIMIT
 
 log = logging.getLogger(__name__)
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 
 
 class Terminated(BaseException):
-    """SIGTERM arrived (``kill``, ``timeout``, a scheduler's time limit): stop like Ctrl-C."""
+    """SIGTERM or SIGINT arrived (``kill``, ``timeout``, a scheduler, Ctrl-C)."""
+
+    def __init__(self, signum: int) -> None:
+        self.signum = signum
+        super().__init__(f"stopped by signal {signal.Signals(signum).name}")
+
+    @property
+    def exit_status(self) -> int:
+        """The shell's convention: 128 + the signal number (143 SIGTERM, 130 SIGINT)."""
+        return 128 + self.signum
 
 
-def _raise_terminated(signum: int, frame: object) -> None:
-    raise Terminated(f"terminated by signal {signal.Signals(signum).name}")
+class _StopRequests:
+    """The signal handler's state: whether stops are deferred, and a pending one."""
+
+    deferring = False
+    pending: int | None = None
+
+
+def _on_stop_signal(signum: int, frame: object) -> None:
+    if _StopRequests.deferring and _StopRequests.pending is None:
+        _StopRequests.pending = signum
+        log.warning(
+            "%s: finishing the current step and saving the checkpoint (send it again to stop "
+            "at once)",
+            signal.Signals(signum).name,
+        )
+        return
+    raise Terminated(signum)
 
 
 @contextmanager
-def sigterm_as_exception() -> Iterator[None]:
-    """Within the block SIGTERM raises :class:`Terminated` (main thread only), so the run is
-    closed KILLED instead of left RUNNING; the previous handler comes back afterwards."""
+def stop_signals_raise() -> Iterator[None]:
+    """Within the block SIGTERM and SIGINT raise :class:`Terminated` (main thread only);
+    the previous handlers come back afterwards."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
-    previous = signal.signal(signal.SIGTERM, _raise_terminated)
+    previous = {signum: signal.signal(signum, _on_stop_signal) for signum in STOP_SIGNALS}
     try:
         yield
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+
+
+@contextmanager
+def deferred_stop() -> Iterator[None]:
+    """Within the block the first stop signal is only noted (:func:`raise_if_stop_requested`)."""
+    _StopRequests.deferring, _StopRequests.pending = True, None
+    try:
+        yield
+    finally:
+        _StopRequests.deferring = False
+
+
+def raise_if_stop_requested() -> None:
+    """Raise :class:`Terminated` when a stop signal arrived during :func:`deferred_stop`."""
+    if _StopRequests.pending is not None:
+        signum, _StopRequests.pending = _StopRequests.pending, None
+        raise Terminated(signum)
+
+
+def _message(error: BaseException) -> str:
+    cause = unwritable_store_cause(error)
+    text = f"{type(error).__name__}: {error}" if cause is None else f"{cause}: {error}"
+    return text[:TAG_VALUE_LIMIT]
 
 
 @contextmanager
@@ -45,35 +101,78 @@ def tracked_run(
     experiment_id: str,
     run_name: str,
     tags: dict[str, str],
+    existing: Run | None = None,
+    heartbeat_seconds: float = 60.0,
+    closing_tags: Callable[[str], dict[str, str]] | None = None,
 ) -> Iterator[Run]:
-    """An active run that ends FINISHED, FAILED (error tagged) or KILLED (Ctrl-C, SIGTERM),
-    never RUNNING.
+    """An active run (new, or ``existing`` reopened as RUNNING) that ends FINISHED, FAILED
+    (error tagged) or KILLED (SIGTERM, SIGINT), never RUNNING while the store can be written.
 
-    The run is created with ``client`` and made the active fluent run, so ``mlflow.*`` calls
-    (e.g. ``mlflow.keras.log_model``) go to it.
+    The run is the active fluent run, so ``mlflow.*`` calls (``mlflow.keras.log_model``) go
+    to it; it sends a heartbeat while open. ``closing_tags(status)`` adds tags at the end
+    (e.g. ``resumable``).
     """
-    run = client.create_run(experiment_id, run_name=run_name, tags=tags)
+    while mlflow.active_run():  # a same-process earlier trial must not leak its run
+        mlflow.end_run("KILLED")
+    if existing is None:
+        run = client.create_run(experiment_id, run_name=run_name, tags=tags)
+    else:
+        run = existing
+        client.log_batch(run.info.run_id, tags=[RunTag(k, v) for k, v in tags.items()])
     run_id = run.info.run_id
     status = "FINISHED"
-    with sigterm_as_exception():
+    reason: str | None = None
+    with stop_signals_raise():
         try:
             mlflow.set_tracking_uri(client.tracking_uri)
-            mlflow.start_run(run_id=run_id)
-            yield run
+            mlflow.start_run(run_id=run_id)  # an existing run goes back to RUNNING
+            with Heartbeat(client, run_id, heartbeat_seconds):
+                yield run
         except (KeyboardInterrupt, Terminated) as stop:
-            status = "KILLED"
-            reason = str(stop) or "interrupted (KeyboardInterrupt)"
-            client.set_tag(run_id, ERROR_TAG, reason)
+            status, reason = "KILLED", str(stop) or "interrupted (KeyboardInterrupt)"
             log.warning("run %s stopped (%s): marked KILLED", run_id, reason)
             raise
         except BaseException as error:
-            status = "FAILED"
-            message = f"{type(error).__name__}: {error}"[:TAG_VALUE_LIMIT]
-            client.set_tag(run_id, ERROR_TAG, message)
-            log.error("run %s failed: %s", run_id, message)
+            status, reason = "FAILED", _message(error)
+            try:  # callers tell "failed in its run" from "failed before a run existed"
+                error.mlflow_run_id = run_id
+            except AttributeError:
+                pass
+            log.error("run %s failed: %s", run_id, reason)
             raise
         finally:
-            end_run(client, run_id, status)
+            close_run(client, run_id, status, reason, closing_tags)
+
+
+def close_run(
+    client: MlflowClient,
+    run_id: str,
+    status: str,
+    reason: str | None,
+    closing_tags: Callable[[str], dict[str, str]] | None = None,
+) -> None:
+    """Tag and end the run; when the store cannot be written any more, say so in one line
+    (``runs reap`` closes it later) instead of burying the first error."""
+    try:
+        extra = dict(closing_tags(status)) if closing_tags else {}
+        if reason:
+            extra[ERROR_TAG] = reason
+        if extra:
+            client.log_batch(run_id, tags=[RunTag(k, v) for k, v in extra.items()])
+        end_run(client, run_id, status)
+    except Exception as error:
+        if status == "FINISHED":
+            raise
+        log.error(
+            "run %s could not be marked %s (%s); `deepfake-detect runs reap` marks it once the "
+            "store can be written",
+            run_id,
+            status,
+            unwritable_store_cause(error) or f"{type(error).__name__}: {error}",
+        )
+        stack = getattr(mlflow.tracking.fluent, "_active_run_stack", None)
+        if stack is not None:  # forget the fluent run MLflow could not end
+            stack.get().clear()
 
 
 def end_run(client: MlflowClient, run_id: str, status: str) -> None:

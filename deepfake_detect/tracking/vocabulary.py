@@ -19,6 +19,17 @@ MONITOR_PARAM = "trainer.monitor"  # the metric that picked that epoch
 PRUNED_TAG = "pruned"  # "true" on a sweep trial stopped early by pruning
 PRUNED_EPOCH_TAG = "pruned_at_epoch"  # the last epoch it trained
 
+# long runs: liveness, checkpoints, resumption (see tracking/run_state.py, tracking/resume.py)
+HEARTBEAT_TAG = "heartbeat"  # unix seconds of the last sign of life of a RUNNING run
+LAST_EPOCH_TAG = "last_epoch"  # the last finished epoch
+CHECKPOINT_EPOCH_TAG = "checkpoint_epoch"  # the epoch of the newest resumable checkpoint
+RESUMABLE_TAG = "resumable"  # "true" on a KILLED/FAILED run that can continue from a checkpoint
+REAPED_TAG = "reaped"  # "true" on a RUNNING run `runs reap` marked KILLED (no heartbeat)
+CONFIG_HASH_TAG = "config_hash"  # what was trained, minus settings that do not change it
+SWEEP_HASH_TAG = "sweep_hash"  # a sweep parent's identity: experiment, overrides, search space
+RESUME_COUNT_TAG = "resume_count"  # how many times the run was resumed
+RESUME_CHANGES_TAG = "resume_changes"  # config keys changed at a resume (resume_allow_changes)
+
 # what a training run was trained on (tags) and at which size (param)
 MODEL_TAG = "model"
 GIT_COMMIT_TAG = "git_commit"

@@ -128,12 +128,18 @@ class ValidationScorer(keras.callbacks.Callback):
 
 
 class MlflowEpochLogger(keras.callbacks.Callback):
-    """Log the 18 train/val metrics plus ``lr`` in one batched call per epoch (``step=epoch``)."""
+    """Log the 18 train/val metrics plus ``lr`` in one batched call per epoch (``step=epoch``).
 
-    def __init__(self, client: MlflowClient, run_id: str) -> None:
+    Epochs up to ``logged_through`` are already in the run (a resumed run that was stopped
+    between logging an epoch and saving its checkpoint trains that epoch again): they are kept
+    in ``history`` but not logged twice.
+    """
+
+    def __init__(self, client: MlflowClient, run_id: str, logged_through: int = -1) -> None:
         super().__init__()
         self.client = client
         self.run_id = run_id
+        self._logged_through = logged_through  # private: not restored from a checkpoint
         self.history: dict[str, list[float]] = {}
 
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
@@ -141,6 +147,8 @@ class MlflowEpochLogger(keras.callbacks.Callback):
         metrics[LR_KEY] = current_learning_rate(self.model)
         for key, value in metrics.items():
             self.history.setdefault(key, []).append(value)
+        if epoch <= self._logged_through:
+            return
         timestamp = int(time.time() * 1000)
         batch = [Metric(key, value, timestamp, epoch) for key, value in metrics.items()]
         self.client.log_batch(self.run_id, metrics=batch, synchronous=True)

@@ -16,15 +16,17 @@ from mlflow.entities import Metric, Param
 from mlflow.tracking import MlflowClient
 from omegaconf import DictConfig, OmegaConf
 
-from deepfake_detect.config.validation import DEFAULT_PRUNING_WARMUP
-from deepfake_detect.data.pipeline import make_dataset
+from deepfake_detect.config.validation import DEFAULT_PRUNING_WARMUP, RunFailed
+from deepfake_detect.data.pipeline import make_dataset, steps_per_epoch
 from deepfake_detect.data.prepare import PreparedData
 from deepfake_detect.metrics import plots
 from deepfake_detect.metrics.binary import youden_threshold
 from deepfake_detect.metrics.report import SplitReport, report_split
 from deepfake_detect.models.heads import predict_scores
+from deepfake_detect.tracking.lifecycle import deferred_stop
 from deepfake_detect.tracking.model_logging import log_keras_model
 from deepfake_detect.tracking.registered_models import register_run
+from deepfake_detect.tracking.run_state import CheckpointStore
 from deepfake_detect.tracking.vocabulary import (
     BEST_EPOCH_METRIC,
     CLASS_NAMES_KEY,
@@ -40,6 +42,13 @@ from deepfake_detect.training.callbacks import (
     NonFiniteLossGuard,
     PreciseBatchNorm,
     ValidationScorer,
+)
+from deepfake_detect.training.checkpoints import (
+    Checkpoint,
+    RunCheckpoint,
+    StopOnSignal,
+    read_checkpoint,
+    restore_model,
 )
 from deepfake_detect.training.hardware import (
     detect_accelerators,
@@ -68,6 +77,21 @@ class FitResult:
     registered_version: str | None
     pruned_epoch: int | None = None  # set when sweep pruning stopped the trial
     monitor_history: tuple[float, ...] = ()  # trainer.monitor at every epoch
+    resumed_at: int | None = None  # the first epoch this attempt trained, when resumed
+
+
+@dataclass(frozen=True)
+class Attempt:
+    """Which attempt at a run this is: 0 for a new run, n after n resumes (per-attempt
+    figures such as ``fit_seconds`` are logged at this step), and where its checkpoints go."""
+
+    number: int
+    checkpoints: CheckpointStore
+    keep_checkpoints: bool = False
+
+    @property
+    def resuming(self) -> bool:
+        return self.number > 0
 
 
 @dataclass(frozen=True)
@@ -80,8 +104,12 @@ class RuntimeChoices:
     global_batch_size: int
 
 
-def seed_everything(seed: int) -> None:
-    """Seed Python, NumPy and TensorFlow (the data shuffle gets ``seed`` explicitly)."""
+def fresh_keras_state(seed: int) -> None:
+    """Start like a new process: no layers or names of an earlier same-process trial, the
+    default precision policy (``resolve_runtime`` sets the chosen one), seeded Python, NumPy
+    and TensorFlow (the data shuffle gets ``seed`` explicitly)."""
+    keras.backend.clear_session()
+    keras.mixed_precision.set_global_policy("float32")
     keras.utils.set_random_seed(seed)
 
 
@@ -123,9 +151,15 @@ def resolve_runtime(cfg: DictConfig) -> tuple[RuntimeChoices, tf.distribute.Stra
 
 
 def log_runtime(client: MlflowClient, run_id: str, runtime: RuntimeChoices) -> None:
-    """The speed settings actually used, as ``runtime.*`` params."""
-    params = [Param(f"runtime.{key}", str(value)) for key, value in runtime.__dict__.items()]
-    client.log_batch(run_id, params=params)
+    """The speed settings actually used, as ``runtime.*`` params; a resumed attempt on other
+    hardware keeps the first attempt's params and notes its own in ``runtime_changes``."""
+    used = {f"runtime.{key}": str(value) for key, value in runtime.__dict__.items()}
+    logged = client.get_run(run_id).data.params
+    client.log_batch(run_id, params=[Param(k, v) for k, v in used.items() if k not in logged])
+    changed = {k: f"{logged[k]} -> {v}" for k, v in used.items() if k in logged and logged[k] != v}
+    if changed:
+        listed = "; ".join(f"{k}: {v}" for k, v in changed.items())
+        client.set_tag(run_id, "runtime_changes", listed)
 
 
 def best_epoch_keeper(cfg: DictConfig) -> keras.callbacks.EarlyStopping:
@@ -206,70 +240,124 @@ def report_best_epoch(
     return threshold, val, test
 
 
+def last_logged_epoch(client: MlflowClient, run_id: str) -> int:
+    """The highest epoch step in the run's ``train_loss`` history (-1: none)."""
+    return max((m.step for m in client.get_metric_history(run_id, "train_loss")), default=-1)
+
+
+def resume_point(
+    client: MlflowClient, run_id: str, attempt: Attempt
+) -> tuple[Checkpoint | None, int]:
+    """The checkpoint to continue from (None: start at epoch 0) and the last epoch already
+    in the run's metric history (those are not logged again)."""
+    if not attempt.resuming:
+        return None, -1
+    logged = last_logged_epoch(client, run_id)
+    folder = attempt.checkpoints.fetch(run_id)
+    if folder is None and logged >= 0:
+        raise RunFailed(
+            f"run {run_id} has epochs 0..{logged} logged but no checkpoint in "
+            f"{attempt.checkpoints.folder}; it cannot continue without repeating epochs: "
+            "start a new run (drop trainer.resume)"
+        )
+    return (read_checkpoint(folder) if folder else None), logged
+
+
+def train_datasets(
+    cfg: DictConfig, data: PreparedData, batch_size: int, epochs: range
+) -> dict[str, tf.data.Dataset]:
+    """Train (``epochs`` back to back, each in its own seeded order), val and test datasets."""
+    splits = {"train": data.train, "val": data.val}
+    if data.test is not None:
+        splits["test"] = data.test
+    return {
+        name: make_dataset(
+            split,
+            batch_size,
+            shuffle=name == "train",
+            seed=int(cfg.seed),
+            parallel_calls=cfg.trainer.parallel_calls,
+            epochs=epochs if name == "train" else None,
+        )
+        for name, split in splits.items()
+    }
+
+
 def fit_and_log(
     cfg: DictConfig,
     data: PreparedData,
     client: MlflowClient,
     run_id: str,
     register_as: str | None,
+    attempt: Attempt,
     sweep_parent: str | None = None,
 ) -> FitResult:
-    """Train, keep the best epoch's weights, evaluate them, log everything to ``run_id``
-    (a sweep trial, child of ``sweep_parent``, may be pruned by ``sweep.pruning``)."""
-    seed = int(cfg.seed)
-    seed_everything(seed)
+    """Train (from the last checkpoint when resuming), keep the best epoch's weights,
+    evaluate them, log everything to ``run_id`` (a sweep trial, child of ``sweep_parent``,
+    may be pruned by ``sweep.pruning``)."""
+    fresh_keras_state(int(cfg.seed))
     runtime, strategy = resolve_runtime(cfg)
     log_runtime(client, run_id, runtime)
     with strategy.scope():
         model = build_model(cfg, runtime.jit_compile)
-    splits = {"train": data.train, "val": data.val}
-    if data.test is not None:
-        splits["test"] = data.test
-    datasets = {
-        name: make_dataset(
-            split,
-            runtime.global_batch_size,
-            shuffle=name == "train",
-            seed=seed,
-            parallel_calls=cfg.trainer.parallel_calls,
-        )
-        for name, split in splits.items()
-    }
-    precise_bn = PreciseBatchNorm(datasets["train"], int(cfg.trainer.precise_batchnorm_batches))
+    checkpoint, logged_through = resume_point(client, run_id, attempt)
+    if checkpoint is not None:
+        restore_model(model, checkpoint)
+    epochs = int(cfg.trainer.epochs)
+    start = checkpoint.next_epoch if checkpoint else 0
+    datasets = train_datasets(cfg, data, runtime.global_batch_size, range(start, epochs))
+    # BatchNorm statistics always come from the first batches of epoch 0's order, so a
+    # resumed run re-estimates them as an uninterrupted one does
+    bn_batches = train_datasets(cfg, data, runtime.global_batch_size, range(1))["train"]
+    precise_bn = PreciseBatchNorm(bn_batches, int(cfg.trainer.precise_batchnorm_batches))
     scorer = ValidationScorer(datasets["val"], data.val.labels)
     guard = NonFiniteLossGuard()
     keeper = best_epoch_keeper(cfg)
-    logger = MlflowEpochLogger(client, run_id)
+    logger = MlflowEpochLogger(client, run_id, logged_through)
     pruner = sweep_pruner(cfg, client, run_id, sweep_parent)
+    tracked = [
+        precise_bn,
+        scorer,
+        guard,
+        *build_callbacks(cfg),
+        keeper,
+        logger,
+        *([pruner] if pruner else []),  # it reads what the others wrote and logged
+    ]
+    saver = RunCheckpoint(attempt.checkpoints, client, run_id, tracked, keeper, scorer, checkpoint)
     fit_start = time.perf_counter()
-    model.fit(
-        datasets["train"],  # no validation_data: the scorer makes the one validation pass
-        epochs=int(cfg.trainer.epochs),
-        callbacks=[
-            precise_bn,
-            scorer,
-            guard,
-            *build_callbacks(cfg),
-            keeper,
-            logger,
-            *([pruner] if pruner else []),  # last: it reads what the others wrote and logged
-        ],
-        verbose=int(cfg.trainer.verbose),
-        shuffle=False,  # the dataset shuffles itself (seeded, per epoch)
-    )
+    if start < epochs and not (checkpoint and checkpoint.stopped):
+        if checkpoint:
+            log.info("resuming run %s at epoch %d of %d", run_id, start, epochs)
+        with deferred_stop():
+            model.fit(
+                datasets["train"],  # no validation_data: the scorer makes the validation pass
+                epochs=epochs,
+                initial_epoch=start,
+                steps_per_epoch=steps_per_epoch(data.train, runtime.global_batch_size),
+                callbacks=[StopOnSignal(), *tracked, saver],  # saver last: it saves their state
+                verbose=int(cfg.trainer.verbose),
+                shuffle=False,  # the dataset shuffles itself (per epoch, from the seed)
+            )
+    else:  # the checkpoint is of the last epoch: only the best weights are left to restore
+        saver.restore_callbacks(checkpoint)
+        if keeper.best_weights is not None:
+            model.set_weights(keeper.best_weights)
     fit_seconds = time.perf_counter() - fit_start
     stamp = int(time.time() * 1000)
+    step = attempt.number
     client.log_batch(
         run_id,
         metrics=[
-            Metric("fit_seconds", fit_seconds, stamp, 0),
-            Metric("val_metric_seconds", scorer.metric_seconds, stamp, 0),
-            *([Metric("pruning_seconds", pruner.seconds, stamp, 0)] if pruner else []),
+            Metric("fit_seconds", fit_seconds, stamp, step),
+            Metric("val_metric_seconds", scorer.metric_seconds, stamp, step),
+            Metric("checkpoint_seconds", saver.seconds, stamp, step),
+            *([Metric("pruning_seconds", pruner.seconds, stamp, step)] if pruner else []),
         ],
     )
     guard.raise_if_tripped()
     best_epoch = int(keeper.best_epoch)
-    client.log_metric(run_id, BEST_EPOCH_METRIC, best_epoch)
+    client.log_metric(run_id, BEST_EPOCH_METRIC, best_epoch, step=step)  # the latest counts
     with tempfile.TemporaryDirectory() as tmp:
         threshold, val, test = report_best_epoch(
             model, data, datasets, scorer.scores[best_epoch], Path(tmp)
@@ -303,4 +391,5 @@ def fit_and_log(
         registered_version=str(version) if version is not None else None,
         pruned_epoch=pruner.pruned_epoch if pruner else None,
         monitor_history=tuple(logger.history.get(str(cfg.trainer.monitor), ())),
+        resumed_at=start if checkpoint else None,
     )

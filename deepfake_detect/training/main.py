@@ -9,9 +9,9 @@ from __future__ import annotations
 import logging
 import math
 import os
-import signal
 import sys
 import time
+from pathlib import Path
 
 import hydra
 from omegaconf import DictConfig, OmegaConf
@@ -20,6 +20,11 @@ import deepfake_detect  # noqa: F401  (registers the config resolvers)
 from deepfake_detect.config.paths import DEFAULT_TRACKING_URI
 from deepfake_detect.config.run_naming import JobContext, current_job, run_name
 from deepfake_detect.config.validation import ConfigError, RunFailed, check_training_config
+from deepfake_detect.tracking.health import (
+    StoreUnavailableError,
+    check_store_reachable,
+    unwritable_store_cause,
+)
 from deepfake_detect.tracking.store import (
     ensure_experiment,
     flatten,
@@ -28,40 +33,60 @@ from deepfake_detect.tracking.store import (
     store_client,
 )
 from deepfake_detect.tracking.vocabulary import (
+    BEST_EPOCH_METRIC,
     CLASS_NAMES_TAG,
+    CONFIG_HASH_TAG,
     DATASET_TAG,
+    ERROR_TAG,
     FINGERPRINT_TAG,
     GIT_COMMIT_TAG,
     MODEL_TAG,
     PARAM_VALUE_LIMIT,
     PARENT_TAG,
     POSITIVE_CLASS_TAG,
+    RESUMABLE_TAG,
+    RESUME_CHANGES_TAG,
+    RESUME_COUNT_TAG,
     RUN_TYPE_TAG,
+    TAG_VALUE_LIMIT,
     TRAINING,
 )
 
 log = logging.getLogger(__name__)
 
 
-def run_tags(
-    cfg: DictConfig, job: JobContext, fingerprint: str, classes: list[str], skipped: int
-) -> dict[str, str]:
-    """Tags that say what was trained on what (and, in a sweep, under which parent)."""
+def job_tags(cfg: DictConfig, job: JobContext, digest: str) -> dict[str, str]:
+    """Tags every attempt sets: what kind of run, which config (hash), under which parent."""
     tags = {
         RUN_TYPE_TAG: TRAINING,
         MODEL_TAG: str(cfg.model.name),
         GIT_COMMIT_TAG: git_commit(),
         "hydra_overrides": " ".join(job.overrides),
         DATASET_TAG: str(cfg.data.name),
-        FINGERPRINT_TAG: fingerprint,
-        CLASS_NAMES_TAG: ",".join(classes),
+        CONFIG_HASH_TAG: digest,
         POSITIVE_CLASS_TAG: str(cfg.data.positive_class),
-        "skipped_images": str(skipped),
     }
     if job.parent_run_id:
         tags[PARENT_TAG] = job.parent_run_id
         tags["sweep_run_id"] = job.parent_run_id
     return tags
+
+
+def run_tags(
+    cfg: DictConfig,
+    job: JobContext,
+    digest: str,
+    fingerprint: str,
+    classes: list[str],
+    skipped: int,
+) -> dict[str, str]:
+    """Tags that say what was trained on what (and, in a sweep, under which parent)."""
+    return {
+        **job_tags(cfg, job, digest),
+        FINGERPRINT_TAG: fingerprint,
+        CLASS_NAMES_TAG: ",".join(classes),
+        "skipped_images": str(skipped),
+    }
 
 
 def config_params(cfg: DictConfig) -> dict[str, str]:
@@ -106,37 +131,106 @@ def print_summary(result, name: str, url: str) -> None:  # result: training.fit.
     print("\n".join(lines))
 
 
+def stale_after(cfg: DictConfig) -> float:
+    """Seconds without a heartbeat after which a RUNNING run counts as gone (3 beats)."""
+    return 3 * float(cfg.trainer.heartbeat_seconds)
+
+
+def plan(cfg: DictConfig, job: JobContext, client, experiment_id: str, params: dict[str, str]):
+    """New run, resume (``trainer.resume``, a relaunched sweep job) or skip (-> RunPlan)."""
+    from deepfake_detect.tracking.resume import plan_run
+
+    return plan_run(
+        client,
+        experiment_id,
+        params,
+        OmegaConf.select(cfg, "trainer.resume"),
+        job.parent_run_id,
+        bool(OmegaConf.select(cfg, "sweep.skip_finished", default=True)),
+        bool(OmegaConf.select(cfg, "trainer.resume_allow_changes", default=False)),
+        stale_after(cfg),
+    )
+
+
+def finished_objective(client, run) -> float:
+    """A skipped (already FINISHED) sweep job's objective: its monitor at its best epoch."""
+    monitor = run.data.params.get("trainer.monitor", "val_auc")
+    best = run.data.metrics.get(BEST_EPOCH_METRIC)
+    history = {m.step: m.value for m in client.get_metric_history(run.info.run_id, monitor)}
+    return float(history.get(int(best), math.nan)) if best is not None else math.nan
+
+
 def run_training(cfg: DictConfig, job: JobContext | None = None) -> float:
-    """Train one configuration end to end; return the objective (best ``trainer.monitor``)."""
+    """Train one configuration end to end (or continue or skip its run, see ``plan``);
+    return the objective (best ``trainer.monitor``)."""
     from mlflow.entities import Param
 
     from deepfake_detect.data.prepare import prepare_data
     from deepfake_detect.tracking.lifecycle import tracked_run
+    from deepfake_detect.tracking.resume import config_hash
+    from deepfake_detect.tracking.run_state import checkpoint_store
 
     job = job or current_job()
     check_training_config(cfg)
+    uri = resolve_tracking_uri(cfg.tracking.uri)
+    check_store_reachable(uri, float(cfg.tracking.connect_timeout))
+    experiment_id = ensure_experiment(uri, str(cfg.tracking.experiment))
+    client = store_client(uri)
+    params = config_params(cfg)
+    digest = config_hash(params)
+    decision = plan(cfg, job, client, experiment_id, params)
+    if decision.action == "skip":
+        run = decision.run
+        print(f"sweep job {job.job_num}: already FINISHED as run {run.info.run_id}; skipped")
+        return finished_objective(client, run)
+    existing = decision.run
+    attempt_number = int(existing.data.tags.get(RESUME_COUNT_TAG, "0")) + 1 if existing else 0
     load_start = time.perf_counter()
     data = prepare_data(cfg.data)
     load_seconds = time.perf_counter() - load_start
-    uri = resolve_tracking_uri(cfg.tracking.uri)
-    experiment_id = ensure_experiment(uri, str(cfg.tracking.experiment))
-    client = store_client(uri)
-    name = run_name(str(cfg.run_name), job.overrides)
-    tags = run_tags(cfg, job, data.fingerprint, data.class_names, data.skipped)
+    name = existing.info.run_name if existing else run_name(str(cfg.run_name), job.overrides)
+    tags = run_tags(cfg, job, digest, data.fingerprint, data.class_names, data.skipped)
+    if existing:
+        tags[RESUME_COUNT_TAG] = str(attempt_number)
+        if decision.changes:
+            changes = "; ".join(f"{k}: {v}" for k, v in decision.changes.items())
+            tags[RESUME_CHANGES_TAG] = changes[:TAG_VALUE_LIMIT]
 
-    from deepfake_detect.training.fit import fit_and_log  # TensorFlow loads here
+    from deepfake_detect.training.fit import Attempt, fit_and_log  # TensorFlow loads here
 
-    with tracked_run(client, experiment_id, name, tags) as run:
+    checkpoint_dir = OmegaConf.select(cfg, "trainer.checkpoint.dir")
+    attempt: Attempt | None = None
+
+    def closing_tags(status: str) -> dict[str, str]:
+        """A run that did not finish is resumable (from its checkpoint or from epoch 0)."""
+        return {RESUMABLE_TAG: "true" if status != "FINISHED" else "false"}
+
+    with tracked_run(
+        client,
+        experiment_id,
+        name,
+        tags,
+        existing=existing,
+        heartbeat_seconds=float(cfg.trainer.heartbeat_seconds),
+        closing_tags=closing_tags,
+    ) as run:
         run_id = run.info.run_id
-        client.log_batch(
-            run_id, params=[Param(key, value) for key, value in config_params(cfg).items()]
-        )
-        client.log_metric(run_id, "data_load_seconds", load_seconds)
+        logged = existing.data.params if existing else {}
+        client.log_batch(run_id, params=[Param(k, v) for k, v in params.items() if k not in logged])
+        client.log_metric(run_id, "data_load_seconds", load_seconds, step=attempt_number)
         if data.skipped:
-            client.log_metric(run_id, "skipped_images", data.skipped)
-        result = fit_and_log(
-            cfg, data, client, run_id, should_register(cfg, job), job.parent_run_id
+            client.log_metric(run_id, "skipped_images", data.skipped, step=attempt_number)
+        attempt = Attempt(
+            attempt_number,
+            checkpoint_store(uri, run_id, checkpoint_dir, Path(str(cfg.paths.log_dir))),
         )
+        if existing:
+            print(f"resuming run {run_id} ({name}), attempt {attempt_number + 1}")
+        result = fit_and_log(
+            cfg, data, client, run_id, should_register(cfg, job), attempt, job.parent_run_id
+        )
+    if not OmegaConf.select(cfg, "trainer.checkpoint.keep", default=False):
+        attempt.checkpoints.remove(client, run_id)
     print_summary(result, name, run_url(uri, experiment_id, run_id))
     print(f"MLflow run {run_id} ({name}) in experiment {cfg.tracking.experiment!r} at {uri}")
     if result.pruned_epoch is not None:
@@ -144,6 +238,30 @@ def run_training(cfg: DictConfig, job: JobContext | None = None) -> float:
 
         return PrunedObjective(result.objective, result.pruned_epoch, result.monitor_history)
     return result.objective
+
+
+def record_failed_job(cfg: DictConfig, job: JobContext, error: BaseException) -> None:
+    """A sweep job that failed before its run existed (bad data at one grid point) still gets
+    a FAILED run under the parent, so the sweep counts it and a relaunch retries it."""
+    from mlflow.entities import Param
+
+    from deepfake_detect.tracking.lifecycle import close_run
+    from deepfake_detect.tracking.resume import config_hash
+
+    try:
+        uri = resolve_tracking_uri(cfg.tracking.uri)
+        client = store_client(uri)
+        experiment_id = ensure_experiment(uri, str(cfg.tracking.experiment))
+        params = config_params(cfg)
+        tags = job_tags(cfg, job, config_hash(params))
+        tags[ERROR_TAG] = one_line(error)[:TAG_VALUE_LIMIT]
+        run = client.create_run(
+            experiment_id, run_name=run_name(str(cfg.run_name), job.overrides), tags=tags
+        )
+        client.log_batch(run.info.run_id, params=[Param(k, v) for k, v in params.items()])
+        close_run(client, run.info.run_id, "FAILED", None, lambda _: {RESUMABLE_TAG: "true"})
+    except Exception as record_error:  # the store itself is the problem: the log says it
+        log.error("sweep job %s: could not record its failure: %s", job.job_num, record_error)
 
 
 def user_error_status(error: BaseException) -> int | None:
@@ -155,13 +273,20 @@ def user_error_status(error: BaseException) -> int | None:
 
     if isinstance(error, (ConfigError, DataError, InstantiationException)):
         return 2
-    if isinstance(error, RunFailed):
+    if isinstance(error, (RunFailed, StoreUnavailableError)):
+        return 1
+    if unwritable_store_cause(error):
         return 1
     return None
 
 
 def one_line(error: BaseException) -> str:
-    """The error's message on one line (Hydra's instantiation errors span several)."""
+    """The error's message on one line (Hydra's instantiation errors span several); for a
+    full disk or read-only store, the cause first."""
+    cause = unwritable_store_cause(error)
+    if cause and not isinstance(error, (ConfigError, RunFailed)):
+        first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        return f"the tracking store or its artifacts cannot be written: {cause} ({first[:300]})"
     return " ".join(str(error).split())
 
 
@@ -173,16 +298,24 @@ def main(cfg: DictConfig) -> float:
     ``HYDRA_FULL_ERROR=1`` shows the traceback); its run, if one exists, is FAILED.
     """
     from deepfake_detect.tracking.lifecycle import Terminated
+    from deepfake_detect.tracking.resume import ResumeError
 
     job = current_job()
     try:
         return run_training(cfg, job)
     except Terminated as stop:  # the run is KILLED; stop the whole command (a sweep too)
-        print(f"error: {stop}; the run is marked KILLED", file=sys.stderr)
-        sys.exit(128 + signal.SIGTERM)
+        how = (
+            "run the same multirun command again to continue the sweep"
+            if job.is_multirun
+            else "add trainer.resume=auto (or trainer.resume=<run id>) to the same command"
+        )
+        print(f"error: {stop}; the run is marked KILLED and can continue: {how}", file=sys.stderr)
+        sys.exit(stop.exit_status)
     except Exception as error:
         status = user_error_status(error)
         if job.is_multirun:
+            if not getattr(error, "mlflow_run_id", None) and not isinstance(error, ResumeError):
+                record_failed_job(cfg, job, error)
             if status is None:
                 log.exception("sweep job %s failed; the sweep continues", job.job_num)
             else:

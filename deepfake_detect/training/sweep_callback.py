@@ -24,8 +24,10 @@ from deepfake_detect.config.validation import ConfigError, check_training_config
 from deepfake_detect.tracking.vocabulary import (
     ERROR_TAG,
     PARAM_VALUE_LIMIT,
+    RESUMABLE_TAG,
     RUN_TYPE_TAG,
     SWEEP,
+    SWEEP_HASH_TAG,
     TAG_VALUE_LIMIT,
 )
 
@@ -39,16 +41,57 @@ def sweep_name(config: DictConfig) -> str:
 
 
 def grid_params(config: DictConfig) -> dict[str, str]:
-    """The swept values: sweeper params plus comma-separated command-line overrides."""
+    """The swept values: sweeper params plus the command line's sweep overrides, as Hydra's
+    own override parser reads them (``data.classes=[Real,Fake]`` is a list, not a sweep)."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
     params = {}
     sweeper_params = OmegaConf.select(config, "hydra.sweeper.params") or {}
     for key, value in sweeper_params.items():
         params[f"sweep.{key}"] = str(value)
-    for override in config.hydra.overrides.task:
-        key, _, value = override.partition("=")
-        if "," in value or value.startswith(("range(", "interval(", "choice(")):
-            params[f"sweep.{key}"] = value
+    overrides = OverridesParser.create().parse_overrides(list(config.hydra.overrides.task))
+    for override in overrides:
+        if override.is_sweep_override():
+            params[f"sweep.{override.get_key_element()}"] = override.input_line.partition("=")[2]
     return params
+
+
+def sweep_identity(config: DictConfig) -> str:
+    """16 hex digits naming "the same sweep": experiment, search space, sweeper and every
+    command-line override (a relaunch with the same command has the same identity)."""
+    import hashlib
+    import json
+
+    identity = {
+        "experiment": str(config.tracking.experiment),
+        "overrides": sorted(config.hydra.overrides.task),
+        "params": grid_params(config),
+        "sweeper": str(OmegaConf.select(config, "hydra.sweeper._target_")),
+        "search": str(config.hydra.runtime.choices.get("hparams_search")),
+    }
+    return hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def previous_parent(client, experiment_id: str, identity: str, stale_after: float):
+    """The newest parent run of the same sweep, to continue (None: there is none); raises
+    ConfigError while that sweep still runs elsewhere."""
+    from deepfake_detect.tracking.run_state import heartbeat_age
+
+    runs = client.search_runs(
+        [experiment_id],
+        f"tags.{SWEEP_HASH_TAG} = '{identity}' and tags.{RUN_TYPE_TAG} = '{SWEEP}'",
+        order_by=["attributes.start_time DESC"],
+        max_results=1,
+    )
+    if not runs:
+        return None
+    parent = runs[0]
+    if parent.info.status == "RUNNING" and heartbeat_age(parent) <= stale_after:
+        raise ConfigError(
+            f"the same sweep is still running (parent run {parent.info.run_id}); wait for it, "
+            "or add sweep.skip_finished=false to start a separate sweep"
+        )
+    return parent
 
 
 STOCK_OPTUNA_SWEEPER = "hydra_plugins.hydra_optuna_sweeper.optuna_sweeper.OptunaSweeper"
@@ -82,38 +125,66 @@ class MlflowSweepCallback(Callback):
         self.uri: str | None = None
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        try:
+            self._open_parent(config)
+        except Exception as error:  # Hydra would only warn and run the jobs without a parent
+            log.exception("the sweep's parent run could not be opened")
+            print(f"error: the sweep's parent run could not be opened: {error}", file=sys.stderr)
+            sys.exit(1)
+
+    def _open_parent(self, config: DictConfig) -> None:
+        """Check the config and store, open (or continue) the parent run, export its id."""
+        from mlflow.entities import Param, RunTag
+
+        from deepfake_detect.tracking.health import StoreUnavailableError, check_store_reachable
+        from deepfake_detect.tracking.run_state import Heartbeat
         from deepfake_detect.tracking.store import (
             ensure_experiment,
             resolve_tracking_uri,
             store_client,
         )
 
-        try:  # a bad value given to every job: one line, before any run exists
-            check_training_config(config)
-        except ConfigError as error:
-            print(f"error: {error}", file=sys.stderr)
-            sys.exit(2)
-        warn_if_optuna_cannot_learn_pruning(config)
         self.uri = resolve_tracking_uri(config.tracking.uri)
-        experiment_id = ensure_experiment(self.uri, str(config.tracking.experiment))
-        client = store_client(self.uri)
+        try:  # a bad value given to every job, a dead store: one line, before any run exists
+            check_training_config(config)
+            check_store_reachable(self.uri, float(config.tracking.connect_timeout))
+            experiment_id = ensure_experiment(self.uri, str(config.tracking.experiment))
+            client = store_client(self.uri)
+            identity = sweep_identity(config)
+            heartbeat = float(config.trainer.heartbeat_seconds)
+            parent = None
+            if OmegaConf.select(config, "sweep.skip_finished", default=True):
+                parent = previous_parent(client, experiment_id, identity, 3 * heartbeat)
+        except (ConfigError, StoreUnavailableError) as error:
+            print(f"error: {error}", file=sys.stderr)
+            sys.exit(2 if isinstance(error, ConfigError) else 1)
+        warn_if_optuna_cannot_learn_pruning(config)
         tags = {
             RUN_TYPE_TAG: SWEEP,
+            SWEEP_HASH_TAG: identity,
             "hydra_overrides": " ".join(config.hydra.overrides.task),
             "sweeper": str(config.hydra.sweeper._target_),
             "launcher": str(config.hydra.launcher._target_),
             "sweep_dir": str(config.hydra.sweep.dir),
         }
-        run = client.create_run(experiment_id, run_name=sweep_name(config), tags=tags)
+        if parent is None:
+            run = client.create_run(experiment_id, run_name=sweep_name(config), tags=tags)
+        else:  # the same command again: finished jobs are skipped, the rest join this parent
+            run = parent
+            client.update_run(run.info.run_id, status="RUNNING")
+            client.log_batch(run.info.run_id, tags=[RunTag(k, v) for k, v in tags.items()])
+            print(
+                f"relaunched sweep: continuing parent run {run.info.run_id} "
+                "(finished jobs are skipped; sweep.skip_finished=false starts a new sweep)"
+            )
         self.parent_run_id = run.info.run_id
+        self._heartbeat = Heartbeat(client, self.parent_run_id, heartbeat).__enter__()
         atexit.register(self._close_if_open)
         # SIGTERM between jobs (or in the summary) exits 143 and atexit marks the parent KILLED;
         # inside a job's run the run's own handler takes over for that run
         self._previous_sigterm = signal.signal(signal.SIGTERM, _exit_on_sigterm)
         params = grid_params(config)
-        if params:
-            from mlflow.entities import Param
-
+        if params and parent is None:  # a continued parent has them (params are immutable)
             client.log_batch(
                 self.parent_run_id,
                 params=[Param(k, v[:PARAM_VALUE_LIMIT]) for k, v in params.items()],
@@ -127,27 +198,40 @@ class MlflowSweepCallback(Callback):
             return
         from deepfake_detect.tracking.store import store_client
 
+        self._stop_heartbeat()
         client = store_client(self.uri)
         if client.get_run(self.parent_run_id).info.status == "RUNNING":
+            client.set_tag(self.parent_run_id, RESUMABLE_TAG, "true")
             client.set_terminated(self.parent_run_id, "KILLED")
+
+    def _stop_heartbeat(self) -> None:
+        heartbeat = getattr(self, "_heartbeat", None)
+        if heartbeat is not None:
+            heartbeat.__exit__(None, None, None)
+            self._heartbeat = None
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         from deepfake_detect.tracking.store import store_client
 
         if not self.parent_run_id:
             return
+        self._stop_heartbeat()
         client = store_client(self.uri)
         status = "FAILED"
+        all_failed = False
         try:
             from deepfake_detect.leaderboard.sweep_summary import summarise_sweep
 
-            summarise_sweep(
+            children, failed = summarise_sweep(
                 client,
                 self.parent_run_id,
                 str(config.tracking.experiment),
                 str(OmegaConf.select(config, "trainer.monitor", default="val_auc")),
             )
-            status = "FINISHED"
+            all_failed = failed == children
+            status = "FAILED" if all_failed else "FINISHED"
+            if all_failed:
+                client.set_tag(self.parent_run_id, ERROR_TAG, f"all {children} sweep jobs failed")
         except Exception as error:  # Hydra only warns about callback errors: record it
             client.set_tag(
                 self.parent_run_id, ERROR_TAG, f"summary failed: {error!r}"[:TAG_VALUE_LIMIT]
@@ -155,7 +239,15 @@ class MlflowSweepCallback(Callback):
             raise
         finally:
             client.set_terminated(self.parent_run_id, status)
+            run_id = self.parent_run_id
             os.environ.pop(PARENT_RUN_ENV, None)
             self.parent_run_id = None
             if getattr(self, "_previous_sigterm", None) is not None:
                 signal.signal(signal.SIGTERM, self._previous_sigterm)
+        if all_failed:
+            print(
+                f"error: all {children} jobs of the sweep failed (parent run marked FAILED); "
+                f"see `deepfake-detect runs list --sweep {run_id}`",
+                file=sys.stderr,
+            )
+            sys.exit(1)

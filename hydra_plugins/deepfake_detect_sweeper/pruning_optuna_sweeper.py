@@ -6,6 +6,9 @@ tracking store, see :mod:`deepfake_detect.training.pruning`), so Optuna and grid
 by the same rule. A pruned job returns a :class:`PrunedObjective`; this sweeper notes each
 launched job's return value in order, and the study's ``tell`` (called by Hydra's sweeper in
 the same order) turns a pruned one into ``TrialState.PRUNED``.
+
+Its study also survives a relaunch of the same sweep (:mod:`.study_journal`): the trials told
+before are replayed into the new study and only the missing ones are run.
 """
 
 from __future__ import annotations
@@ -17,8 +20,10 @@ from collections.abc import Sequence
 from typing import Any
 
 from hydra_plugins.hydra_optuna_sweeper.optuna_sweeper import OptunaSweeper
+from omegaconf import OmegaConf
 
 from deepfake_detect.training.pruning import PrunedObjective
+from hydra_plugins.deepfake_detect_sweeper.study_journal import StudyJournal
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +50,21 @@ class PruningOptunaSweeper(OptunaSweeper):
             return returns
 
         tell = optuna.study.Study.tell
+        create_study = optuna.create_study
+        journal = StudyJournal.for_current_sweep(
+            OmegaConf.select(impl.config, "tracking.uri") if impl.config else None
+        )
+        if journal is not None and journal.load():
+            done = len(journal.records)
+            log.info("optuna: continuing the study with its %d told trial(s)", done)
+            impl.n_trials = max(0, impl.n_trials - done)
+
+        def create_and_replay(*args: Any, **kwargs: Any) -> optuna.Study:
+            """``optuna.create_study``, then the journal's trials added to it."""
+            study = create_study(*args, **kwargs)
+            if journal is not None:
+                journal.replay(study)
+            return study
 
         by_trial: dict[int, Any] = {}  # trial number -> its job's return value
 
@@ -59,6 +79,14 @@ class PruningOptunaSweeper(OptunaSweeper):
             if number not in by_trial:  # the first tell of a trial (a retry tells FAIL again)
                 by_trial[number] = returned.popleft() if returned else None
             value = by_trial[number]
+            try:
+                return _tell(study, trial, number, values, state, value)
+            finally:
+                frozen = study.get_trials(deepcopy=False)[number]
+                if journal is not None and frozen.state.is_finished():
+                    journal.append(frozen)
+
+        def _tell(study, trial, number, values, state, value) -> None:
             if isinstance(value, PrunedObjective) and state == TrialState.COMPLETE:
                 for step, monitored in enumerate(value.history):
                     if not math.isnan(monitored) and hasattr(trial, "report"):
@@ -75,8 +103,10 @@ class PruningOptunaSweeper(OptunaSweeper):
 
         impl.launcher.launch = launch_and_note
         optuna.study.Study.tell = tell_pruned
+        optuna.create_study = create_and_replay
         try:
             return impl.sweep(arguments)
         finally:
+            optuna.create_study = create_study
             optuna.study.Study.tell = tell
             impl.launcher.launch = launch
