@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import errno
 import time
+from pathlib import Path
 from urllib.parse import urlparse
 
 DEFAULT_CONNECT_TIMEOUT = 10.0  # seconds: tracking.connect_timeout, --connect-timeout
@@ -82,6 +83,24 @@ def _check_postgres(uri: str, timeout: float) -> None:
         raise _unavailable(uri, timeout, first) from None
     finally:
         engine.dispose()
+
+
+def require_free_space(folder: Path, needed: int, what: str) -> None:
+    """Raise OSError(ENOSPC) naming ``folder`` when it has less than ``needed`` bytes free.
+
+    HDF5 (Keras' weights files) crashes the process on a full disk instead of raising, so
+    writers check first.
+    """
+    import shutil
+
+    free = shutil.disk_usage(folder).free
+    if free < needed:
+        raise OSError(
+            errno.ENOSPC,
+            f"No space left on device: {what} needs about {needed / 1e6:.1f} MB, "
+            f"{free / 1e6:.1f} MB are free",
+            str(folder),
+        )
 
 
 _UNWRITABLE_ERRNOS = {

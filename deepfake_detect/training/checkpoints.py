@@ -21,6 +21,7 @@ from mlflow.entities import RunTag
 from mlflow.tracking import MlflowClient
 
 from deepfake_detect.config.validation import RunFailed
+from deepfake_detect.tracking.health import require_free_space
 from deepfake_detect.tracking.lifecycle import raise_if_stop_requested
 from deepfake_detect.tracking.run_state import CheckpointStore
 from deepfake_detect.tracking.vocabulary import CHECKPOINT_EPOCH_TAG, HEARTBEAT_TAG, LAST_EPOCH_TAG
@@ -146,6 +147,9 @@ class RunCheckpoint(keras.callbacks.Callback):
     def save(self, epoch: int) -> Path:
         """Write epoch ``epoch``'s checkpoint (complete or not at all) and tag the run."""
         staged = self.store.staging(epoch)
+        weights = sum(v.numpy().nbytes for v in self.model.variables)
+        optimizer = sum(v.numpy().nbytes for v in getattr(self.model.optimizer, "variables", []))
+        require_free_space(staged, 2 * weights + optimizer + 2**20, "the checkpoint")
         self.model.save_weights(staged / WEIGHTS_FILE)
         np.savez(staged / SEEDS_FILE, *[v.numpy() for v in seed_variables(self.model)])
         if self.keeper.best_weights is not None:

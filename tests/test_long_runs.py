@@ -1,0 +1,368 @@
+"""Long runs survive: checkpoints, resume into the same run, signals, heartbeats and reaping,
+relaunched sweeps, a dead or full store. Every CLI behaviour runs in a subprocess."""
+
+from __future__ import annotations
+
+import contextlib
+import socket
+import subprocess
+from pathlib import Path
+
+import pytest
+from omegaconf import OmegaConf
+
+from deepfake_detect.tracking.health import unwritable_store_cause
+from deepfake_detect.tracking.store import ensure_experiment, store_client
+from deepfake_detect.tracking.vocabulary import (
+    CHECKPOINT_EPOCH_TAG,
+    EPOCH_KEYS,
+    PARENT_TAG,
+    REAPED_TAG,
+    RESUMABLE_TAG,
+    RUN_TYPE_TAG,
+    SWEEP,
+)
+from tests.conftest import TINY_SIZE, detect, run_cli, tiny_overrides
+
+EXPERIMENT = "deepfake_detect"
+
+
+def signal_once(marker: Path, epoch: int, signum: int = 15, job: int | None = None) -> list[str]:
+    """Overrides adding tests.helpers.SignalOnce (the same on every attempt of a run)."""
+    overrides = [
+        "+trainer.callbacks.stop._target_=tests.helpers.SignalOnce",
+        f"+trainer.callbacks.stop.epoch={epoch}",
+        f"+trainer.callbacks.stop.marker={marker}",
+        f"+trainer.callbacks.stop.signum={signum}",
+    ]
+    return overrides + ([f"+trainer.callbacks.stop.job={job}"] if job is not None else [])
+
+
+def train(tiny_data: Path, tmp_path: Path, uri: str, *extra: str) -> subprocess.CompletedProcess:
+    overrides = tiny_overrides(tiny_data, uri, tmp_path / "cache")
+    return run_cli(
+        ["-m", "deepfake_detect.train", *overrides, "registry.register=false", *extra],
+        cwd=tmp_path,
+    )
+
+
+def runs(uri: str):
+    client = store_client(uri)
+    experiment = client.get_experiment_by_name(EXPERIMENT)
+    return client, ([] if experiment is None else client.search_runs([experiment.experiment_id]))
+
+
+def steps(client, run_id: str, key: str) -> list[int]:
+    return [m.step for m in client.get_metric_history(run_id, key)]
+
+
+def history(client, run_id: str, key: str) -> list[float]:
+    return [m.value for m in client.get_metric_history(run_id, key)]
+
+
+@pytest.mark.training
+def test_sigterm_then_resume_continues_the_same_run(tiny_data, tmp_path):
+    """SIGTERM in epoch 2 of 5: KILLED, resumable, exit 143; trainer.resume=<id> finishes the
+    same run with epochs 0..4 logged exactly once, as an uninterrupted run trains them."""
+    uri = f"sqlite:///{tmp_path / 'store' / 'mlflow.db'}"
+    marker = tmp_path / "signalled"
+    args = ["trainer.epochs=5", *signal_once(marker, epoch=2)]
+    first = train(tiny_data, tmp_path, uri, *args)
+    assert first.returncode == 143, first.stderr[-3000:]
+    assert "trainer.resume=auto" in first.stderr
+    client, (killed,) = runs(uri)
+    run_id = killed.info.run_id
+    assert killed.info.status == "KILLED"
+    assert killed.data.tags[RESUMABLE_TAG] == "true"
+    assert killed.data.tags[CHECKPOINT_EPOCH_TAG] == "1"  # epoch 2 was abandoned mid-way
+    assert steps(client, run_id, "train_loss") == [0, 1]
+    checkpoints = tmp_path / "store" / "checkpoints" / run_id
+    assert [p.name for p in checkpoints.iterdir()] == ["epoch-0001"]
+
+    resumed = train(tiny_data, tmp_path, uri, *args, f"trainer.resume={run_id}")
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert "resuming run" in resumed.stdout
+    client, found = runs(uri)
+    assert [r.info.run_id for r in found] == [run_id]
+    run = found[0]
+    assert run.info.status == "FINISHED"
+    assert run.data.tags["resume_count"] == "1"
+    for key in (*EPOCH_KEYS, "lr"):
+        assert steps(client, run_id, key) == [0, 1, 2, 3, 4], key
+    assert not checkpoints.exists()  # removed once the run finished
+
+    marker.unlink()  # the reference run: same config, never interrupted (marker re-created)
+    marker.touch()
+    reference = train(tiny_data, tmp_path, uri, *args)
+    assert reference.returncode == 0, reference.stderr[-3000:]
+    client, found = runs(uri)
+    (other,) = [r for r in found if r.info.run_id != run_id]
+    for key in ("train_loss", "val_auc", "val_loss"):
+        assert history(client, run_id, key) == pytest.approx(
+            history(client, other.info.run_id, key), rel=1e-4
+        ), key
+
+    board = detect(
+        ["leaderboard", "--tracking-uri", uri, "--out", str(tmp_path / "board.csv")], tmp_path
+    )
+    assert board.returncode == 0, board.stderr
+    rows = (tmp_path / "board.csv").read_text().splitlines()
+    assert sum(run_id in row for row in rows) == 1
+
+
+@pytest.mark.training
+def test_sigkill_reap_then_resume(tiny_data, tmp_path):
+    """SIGKILL leaves RUNNING; a resume is refused while its heartbeat is fresh, `runs reap`
+    marks it KILLED (resumable), a changed config is refused naming the key, then it resumes."""
+    uri = f"sqlite:///{tmp_path / 'store' / 'mlflow.db'}"
+    args = ["trainer.epochs=3", *signal_once(tmp_path / "killed", epoch=1, signum=9)]
+    first = train(tiny_data, tmp_path, uri, *args)
+    assert first.returncode == -9
+    client, (run,) = runs(uri)
+    run_id = run.info.run_id
+    assert run.info.status == "RUNNING"
+
+    refused = train(tiny_data, tmp_path, uri, *args, f"trainer.resume={run_id}")
+    assert refused.returncode == 2
+    assert "still RUNNING" in refused.stderr and "runs reap" in refused.stderr
+
+    listing = detect(["runs", "list", "--tracking-uri", uri], tmp_path)
+    assert listing.returncode == 0, listing.stderr
+    assert run_id in listing.stdout and "RUNNING" in listing.stdout
+
+    reap = ["runs", "reap", "--tracking-uri", uri, "--stale-after", "0s"]
+    dry = detect([*reap, "--dry-run"], tmp_path)
+    assert dry.returncode == 0 and run_id in dry.stdout
+    assert client.get_run(run_id).info.status == "RUNNING"
+    reaped = detect(reap, tmp_path)
+    assert reaped.returncode == 0 and run_id in reaped.stdout
+    run = client.get_run(run_id)
+    assert run.info.status == "KILLED"
+    assert run.data.tags[REAPED_TAG] == "true" and run.data.tags[RESUMABLE_TAG] == "true"
+    listing = detect(["runs", "list", "--tracking-uri", uri, "--status", "KILLED"], tmp_path)
+    assert run_id in listing.stdout and "yes" in listing.stdout
+
+    changed = train(
+        tiny_data, tmp_path, uri, *args, "model.dropout=0.5", f"trainer.resume={run_id}"
+    )
+    assert changed.returncode == 2
+    assert "model.dropout" in changed.stderr and "resume_allow_changes" in changed.stderr
+
+    resumed = train(tiny_data, tmp_path, uri, *args, "trainer.resume=auto")
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    run = client.get_run(run_id)
+    assert run.info.status == "FINISHED"
+    assert steps(client, run_id, "val_auc") == [0, 1, 2]
+
+
+def multirun(tiny_data: Path, tmp_path: Path, uri: str, *overrides: str):
+    return run_cli(
+        [
+            "-m",
+            "deepfake_detect.train",
+            "-m",
+            f"data.root={tiny_data}",
+            f"data.image_size={TINY_SIZE}",
+            f"data.cache_dir={tmp_path / 'cache'}",
+            f"tracking.uri={uri}",
+            f"paths.log_dir={tmp_path / 'logs'}",
+            "trainer.batch_size=8",
+            "trainer.verbose=0",
+            "trainer.epochs=2",
+            *overrides,
+        ],
+        cwd=tmp_path,
+    )
+
+
+def sweep_runs(uri: str):
+    client, found = runs(uri)
+    parents = [r for r in found if r.data.tags.get(RUN_TYPE_TAG) == SWEEP]
+    children = [r for r in found if r.data.tags.get(PARENT_TAG)]
+    return client, parents, children
+
+
+@pytest.mark.slow
+@pytest.mark.training
+def test_killed_sweep_relaunched_trains_only_the_rest(tiny_data, tmp_path):
+    uri = f"sqlite:///{tmp_path / 'store' / 'mlflow.db'}"
+    grid = [
+        "model.dropout=0.1,0.3",
+        "optimizer.lr=0.001,0.01",
+        *signal_once(tmp_path / "signalled", epoch=1, job=2),
+    ]
+    first = multirun(tiny_data, tmp_path, uri, *grid)
+    assert first.returncode == 143, first.stderr[-3000:]
+    client, parents, children = sweep_runs(uri)
+    assert [p.info.status for p in parents] == ["KILLED"]
+    assert sorted(c.info.status for c in children) == ["FINISHED", "FINISHED", "KILLED"]
+
+    again = multirun(tiny_data, tmp_path, uri, *grid)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert again.stdout.count("already FINISHED") == 2
+    assert again.stdout.count("resuming run") == 1
+    client, parents, children = sweep_runs(uri)
+    assert len(parents) == 1 and parents[0].info.status == "FINISHED"
+    assert len(children) == 4
+    assert {c.data.tags[PARENT_TAG] for c in children} == {parents[0].info.run_id}
+    assert all(c.info.status == "FINISHED" for c in children)
+    for child in children:
+        assert steps(client, child.info.run_id, "train_loss") == [0, 1]
+    assert parents[0].data.metrics["children"] == 4
+    assert parents[0].data.metrics["children_failed"] == 0
+
+
+def test_sweep_whose_every_job_fails_exits_nonzero(tmp_path):
+    """Jobs failing before their run exists (missing data) are counted; all failed: the
+    parent is FAILED and the command exits 1."""
+    uri = f"sqlite:///{tmp_path / 'store' / 'mlflow.db'}"
+    result = multirun(tmp_path / "no_such_data", tmp_path, uri, "model.dropout=0.1,0.3")
+    assert result.returncode == 1, result.stdout[-2000:] + result.stderr[-2000:]
+    assert "all 2 jobs of the sweep failed" in result.stderr
+    _, parents, children = sweep_runs(uri)
+    assert [p.info.status for p in parents] == ["FAILED"]
+    assert parents[0].data.metrics["children"] == 2
+    assert parents[0].data.metrics["children_failed"] == 2
+    assert sorted(c.data.params["model.dropout"] for c in children) == ["0.1", "0.3"]
+    assert all("no_such_data" in c.data.tags["error"] for c in children)
+
+
+@pytest.mark.slow
+@pytest.mark.training
+def test_relaunched_optuna_sweep_continues_its_study(tiny_data, tmp_path):
+    import yaml
+
+    uri = f"sqlite:///{tmp_path / 'store' / 'mlflow.db'}"
+    search = ["hparams_search=optuna_dropout_lr", "trainer.epochs=1"]
+    first = multirun(tiny_data, tmp_path, uri, *search, "hydra.sweeper.n_trials=2")
+    assert first.returncode == 0, first.stderr[-3000:]
+    again = multirun(
+        tiny_data,
+        tmp_path,
+        uri,
+        *search,
+        "hydra.sweeper.n_trials=3",
+        f"hydra.sweep.dir={tmp_path / 'second'}",
+    )
+    assert again.returncode == 0, again.stderr[-3000:]
+    client, parents, children = sweep_runs(uri)
+    assert len(parents) == 1 and len(children) == 3  # one new trial, not three
+    journal = client.download_artifacts(parents[0].info.run_id, "optuna_study.jsonl", str(tmp_path))
+    assert len(Path(journal).read_text().splitlines()) == 3
+    best = yaml.safe_load((tmp_path / "second" / "optimization_results.yaml").read_text())
+    objectives = []
+    for child in children:
+        epoch = int(child.data.metrics["best_epoch"])
+        values = {m.step: m.value for m in client.get_metric_history(child.info.run_id, "val_auc")}
+        objectives.append(values[epoch])
+    assert best["best_value"] == pytest.approx(max(objectives), abs=1e-6)
+
+
+def free_port() -> int:
+    with contextlib.closing(socket.socket()) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def test_dead_server_is_one_line_for_every_command(tiny_data, tmp_path):
+    dead = f"http://127.0.0.1:{free_port()}"
+    result = train(tiny_data, tmp_path, dead, "tracking.connect_timeout=2")
+    assert result.returncode == 1
+    errors = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(errors) == 1 and errors[0].startswith("error: tracking store " + dead), errors
+    assert "did not answer within 2 s" in errors[0]
+    for command in (["leaderboard"], ["promote"], ["runs", "list"]):
+        answer = detect([*command, "--tracking-uri", dead, "--connect-timeout", "1"], tmp_path)
+        assert answer.returncode == 1, command
+        assert answer.stderr.strip().count("\n") == 0 and dead in answer.stderr, answer.stderr
+
+
+@pytest.fixture
+def tiny_tmpfs(tmp_path):
+    """A 3 MB tmpfs (root only; skipped where mounting is not allowed)."""
+    mount = tmp_path / "tmpfs"
+    mount.mkdir()
+    made = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=3m", "tmpfs", str(mount)], capture_output=True
+    )
+    if made.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {made.stderr.decode().strip()}")
+    try:
+        yield mount
+    finally:
+        subprocess.run(["umount", "-l", str(mount)], check=False)
+
+
+@pytest.mark.training
+def test_full_disk_fails_the_run_with_one_line(tiny_data, tmp_path, tiny_tmpfs):
+    """Artifacts and checkpoints on a full disk: one line naming the cause, run FAILED."""
+    uri = f"sqlite:///{tmp_path / 'store' / 'mlflow.db'}"
+    ensure_experiment(uri, EXPERIMENT)  # creates the store (on the healthy disk)
+    client = store_client(uri)
+    (tiny_tmpfs / "filler").write_bytes(b"\0" * (3 * 1024 * 1024 - 64 * 1024))
+    experiment = client.create_experiment("full_disk", artifact_location=tiny_tmpfs.as_uri())
+    result = train(
+        tiny_data,
+        tmp_path,
+        uri,
+        "tracking.experiment=full_disk",
+        f"trainer.checkpoint.dir={tiny_tmpfs / 'checkpoints'}",
+    )
+    assert result.returncode == 1, result.stderr[-3000:]
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "disk is full" in errors[0], result.stderr[-3000:]
+    assert "Traceback" not in result.stderr
+    (run,) = client.search_runs([experiment])
+    assert run.info.status == "FAILED"
+    assert "disk is full" in run.data.tags["error"]
+
+
+def test_unwritable_store_causes_are_named():
+    import errno
+    import sqlite3
+
+    full = OSError(errno.ENOSPC, "No space left on device", "/mnt/x")
+    assert unwritable_store_cause(full) == "the disk is full (No space left on device) at /mnt/x"
+    try:
+        try:
+            raise sqlite3.OperationalError("attempt to write a readonly database")
+        except sqlite3.OperationalError as inner:
+            raise RuntimeError("(sqlite3.OperationalError) wrapped") from inner
+    except RuntimeError as outer:
+        assert unwritable_store_cause(outer) == "the store is read-only"
+    assert unwritable_store_cause(ValueError("bad value")) is None
+
+
+def test_swept_params_come_from_hydras_override_parser():
+    from deepfake_detect.training.sweep_callback import grid_params
+
+    config = OmegaConf.create(
+        {
+            "hydra": {
+                "sweeper": {"params": {"optimizer.lr": "0.001,0.01"}},
+                "overrides": {
+                    "task": ["data.classes=[Real,Fake]", "model.dropout=0.1,0.3", "seed=1"]
+                },
+            }
+        }
+    )
+    assert grid_params(config) == {
+        "sweep.optimizer.lr": "0.001,0.01",
+        "sweep.model.dropout": "0.1,0.3",
+    }
+
+
+def test_resume_of_an_unknown_or_finished_run_is_refused(tiny_data, tmp_path):
+    uri = f"sqlite:///{tmp_path / 'store' / 'mlflow.db'}"
+    experiment = ensure_experiment(uri, EXPERIMENT)
+    client = store_client(uri)
+    done = client.create_run(experiment, tags={RUN_TYPE_TAG: "training"})
+    client.set_terminated(done.info.run_id, "FINISHED")
+    for request, expected in (
+        ("0" * 32, "no such run"),
+        (done.info.run_id, "already FINISHED"),
+        ("latest", "use a run id"),
+    ):
+        result = train(tiny_data, tmp_path, uri, f"trainer.resume={request}")
+        assert result.returncode == 2, result.stderr[-2000:]
+        assert expected in result.stderr
