@@ -16,6 +16,7 @@ import urllib.request
 import pytest
 
 from deepfake_detect.config.paths import RESULTS_DIR
+from deepfake_detect.tracking.store import store_client
 from deepfake_detect.tracking.vocabulary import EPOCH_KEYS, TEST_KEYS
 from deepfake_detect.training.main import run_training
 
@@ -211,3 +212,37 @@ def test_leaderboard_over_http(http_run, tmp_path):
     values = dict(zip(header.split(","), row.split(","), strict=True))
     assert values["run_id"] == run["info"]["run_id"]
     assert all(values[key] != "" for key in [*EPOCH_KEYS, *TEST_KEYS])
+
+
+@pytest.mark.training
+def test_killed_run_resumes_from_the_servers_checkpoint(server, tiny_data, tmp_path):
+    """With a tracking server the checkpoint is mirrored to the run's artifacts, so a machine
+    without the local copy resumes the run; the mirror is removed when the run finishes."""
+    from tests.conftest import run_cli, tiny_overrides
+    from tests.test_long_runs import signal_once
+
+    args = [
+        "-m",
+        "deepfake_detect.train",
+        *tiny_overrides(tiny_data, server, tmp_path / "cache"),
+        "tracking.experiment=resumed",
+        "registry.register=false",
+        "trainer.epochs=3",
+        *signal_once(tmp_path / "signalled", epoch=2),
+    ]
+    first = run_cli(args, cwd=tmp_path)
+    assert first.returncode == 143, first.stderr[-3000:]
+    client = store_client(server)
+    experiment = client.get_experiment_by_name("resumed").experiment_id
+    (run,) = client.search_runs([experiment])
+    run_id = run.info.run_id
+    mirrored = {a.path for a in client.list_artifacts(run_id, "checkpoint")}
+    assert mirrored == {"checkpoint/LATEST", "checkpoint/epoch-0001"}
+    shutil.rmtree(tmp_path / "logs" / "checkpoints")  # another machine: no local copy
+
+    second = run_cli([*args, f"trainer.resume={run_id}"], cwd=tmp_path)
+    assert second.returncode == 0, second.stderr[-3000:]
+    run = client.get_run(run_id)
+    assert run.info.status == "FINISHED"
+    assert [m.step for m in client.get_metric_history(run_id, "val_auc")] == [0, 1, 2]
+    assert client.list_artifacts(run_id, "checkpoint") == []

@@ -78,6 +78,14 @@ def test_grid_sweep_parent_and_children(tiny_data, tmp_path):
     assert parent.data.params["sweep.model.dropout"] == "0.1,0.3"
     artifacts = {a.path for a in client.list_artifacts(parent.info.run_id)}
     assert {"sweep_leaderboard.csv", "val_auc_by_dropout_lr.png"} <= artifacts
+    # same-process trials start from a clean Keras session: no "conv2d_4" in a later trial
+    summaries = {
+        Path(
+            client.download_artifacts(c.info.run_id, "model_summary.txt", str(tmp_path))
+        ).read_text()
+        for c in children
+    }
+    assert len(summaries) == 1 and "conv2d (Conv2D)" in summaries.pop()
     assert not any(v.run_id for v in client.search_model_versions("name='deepfake-detector'"))
 
 

@@ -156,11 +156,11 @@ class CheckpointStore:
             return None
         self.folder.mkdir(parents=True, exist_ok=True)
         staged = Path(tempfile.mkdtemp(prefix=f".{name}.", dir=self.folder))
-        mlflow.artifacts.download_artifacts(
+        downloaded = mlflow.artifacts.download_artifacts(
             run_id=run_id, artifact_path=f"{CHECKPOINT_ARTIFACT}/{name}", dst_path=str(staged)
         )
         final = self.folder / name
-        (staged / CHECKPOINT_ARTIFACT / name).rename(final)
+        Path(downloaded).rename(final)
         shutil.rmtree(staged, ignore_errors=True)
         return final
 

@@ -77,6 +77,10 @@ class StudyJournal:
                     intermediate_values={int(k): v for k, v in record["intermediate"].items()},
                 )
             )
+        if self.records and hasattr(study.sampler, "reseed_rng"):
+            # a seeded sampler starts its random stream anew in every process: unchanged it
+            # would propose the first launch's points again (sweep jobs would skip them)
+            study.sampler.reseed_rng()
         return len(self.records)
 
     def append(self, trial) -> None:  # trial: optuna.trial.FrozenTrial, finished
