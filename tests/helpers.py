@@ -74,18 +74,34 @@ class SignalOnce(keras.callbacks.Callback):
     ``job`` only, when given), once: the marker file it leaves makes a resumed run (same
     config) train on undisturbed."""
 
-    def __init__(self, epoch: int, marker: str, signum: int = 15, job: int | None = None) -> None:
+    def __init__(
+        self,
+        epoch: int,
+        marker: str,
+        signum: int = 15,
+        job: int | None = None,
+        at_train_end: bool = False,
+    ) -> None:
         super().__init__()
         self.epoch = epoch
         self.marker = marker
         self.signum = signum
         self.job = job
+        self.at_train_end = at_train_end  # after the last epoch instead (fit then returns)
         self._current = -1
 
     def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
         self._current = epoch
 
+    def on_train_end(self, logs: dict | None = None) -> None:
+        if self.at_train_end:
+            self._signal()
+
     def on_train_batch_end(self, batch: int, logs: dict | None = None) -> None:
+        if self._current == self.epoch and not self.at_train_end:
+            self._signal()
+
+    def _signal(self) -> None:
         import os
 
         if self.job is not None:
@@ -93,6 +109,6 @@ class SignalOnce(keras.callbacks.Callback):
 
             if HydraConfig.get().job.num != self.job:
                 return
-        if self._current == self.epoch and not Path(self.marker).exists():
+        if not Path(self.marker).exists():
             Path(self.marker).touch()
             os.kill(os.getpid(), self.signum)

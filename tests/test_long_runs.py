@@ -4,6 +4,7 @@ relaunched sweeps, a dead or full store. Every CLI behaviour runs in a subproces
 from __future__ import annotations
 
 import contextlib
+import os
 import socket
 import subprocess
 from pathlib import Path
@@ -27,13 +28,16 @@ from tests.conftest import TINY_SIZE, detect, run_cli, tiny_overrides
 EXPERIMENT = "deepfake_detect"
 
 
-def signal_once(marker: Path, epoch: int, signum: int = 15, job: int | None = None) -> list[str]:
+def signal_once(
+    marker: Path, epoch: int, signum: int = 15, job: int | None = None, at_train_end=False
+) -> list[str]:
     """Overrides adding tests.helpers.SignalOnce (the same on every attempt of a run)."""
     overrides = [
         "+trainer.callbacks.stop._target_=tests.helpers.SignalOnce",
         f"+trainer.callbacks.stop.epoch={epoch}",
         f"+trainer.callbacks.stop.marker={marker}",
         f"+trainer.callbacks.stop.signum={signum}",
+        f"+trainer.callbacks.stop.at_train_end={str(at_train_end).lower()}",
     ]
     return overrides + ([f"+trainer.callbacks.stop.job={job}"] if job is not None else [])
 
@@ -77,11 +81,15 @@ def test_sigterm_then_resume_continues_the_same_run(tiny_data, tmp_path):
     assert killed.data.tags[CHECKPOINT_EPOCH_TAG] == "1"  # epoch 2 was abandoned mid-way
     assert steps(client, run_id, "train_loss") == [0, 1]
     checkpoints = tmp_path / "store" / "checkpoints" / run_id
-    assert [p.name for p in checkpoints.iterdir()] == ["epoch-0001"]
+    assert sorted(p.name for p in checkpoints.iterdir()) == ["epoch-0000", "epoch-0001"]
+    # a newest checkpoint damaged (a disk error): the resume falls back to the one before,
+    # trains epoch 1 again without logging it twice, and still matches an uninterrupted run
+    (checkpoints / "epoch-0001" / "model.weights.h5").write_bytes(b"not HDF5")
 
     resumed = train(tiny_data, tmp_path, uri, *args, f"trainer.resume={run_id}")
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert "resuming run" in resumed.stdout
+    assert "epoch-0001 is unreadable" in resumed.stdout + resumed.stderr
     client, found = runs(uri)
     assert [r.info.run_id for r in found] == [run_id]
     run = found[0]
@@ -122,15 +130,21 @@ def test_sigkill_reap_then_resume(tiny_data, tmp_path):
     run_id = run.info.run_id
     assert run.info.status == "RUNNING"
 
+    reap = ["runs", "reap", "--tracking-uri", uri]
+    gone = detect([*reap, "--dry-run"], tmp_path)  # its pid on this host no longer exists
+    assert gone.returncode == 0 and run_id in gone.stdout, gone.stdout + gone.stderr
+
+    client.set_tag(run_id, "pid", str(os.getpid()))  # as if its process were still alive
     refused = train(tiny_data, tmp_path, uri, *args, f"trainer.resume={run_id}")
     assert refused.returncode == 2
     assert "still RUNNING" in refused.stderr and "runs reap" in refused.stderr
-
     listing = detect(["runs", "list", "--tracking-uri", uri], tmp_path)
     assert listing.returncode == 0, listing.stderr
     assert run_id in listing.stdout and "RUNNING" in listing.stdout
+    live = detect([*reap, "--dry-run"], tmp_path)  # alive, heartbeat fresh: not reaped
+    assert run_id not in live.stdout
 
-    reap = ["runs", "reap", "--tracking-uri", uri, "--stale-after", "0s"]
+    reap += ["--stale-after", "0s"]
     dry = detect([*reap, "--dry-run"], tmp_path)
     assert dry.returncode == 0 and run_id in dry.stdout
     assert client.get_run(run_id).info.status == "RUNNING"
@@ -210,6 +224,8 @@ def test_killed_sweep_relaunched_trains_only_the_rest(tiny_data, tmp_path):
         assert steps(client, child.info.run_id, "train_loss") == [0, 1]
     assert parents[0].data.metrics["children"] == 4
     assert parents[0].data.metrics["children_failed"] == 0
+    summary_steps = steps(client, parents[0].info.run_id, "children")
+    assert len(summary_steps) == len(set(summary_steps))  # one summary per launch
 
 
 def test_sweep_whose_every_job_fails_exits_nonzero(tmp_path):
@@ -271,7 +287,14 @@ def test_dead_server_is_one_line_for_every_command(tiny_data, tmp_path):
     errors = [line for line in result.stderr.splitlines() if line.strip()]
     assert len(errors) == 1 and errors[0].startswith("error: tracking store " + dead), errors
     assert "did not answer within 2 s" in errors[0]
-    for command in (["leaderboard"], ["promote"], ["runs", "list"]):
+    image = next(tiny_data.glob("Test/*/*"))
+    for command in (
+        ["leaderboard"],
+        ["promote"],
+        ["runs", "list"],
+        ["predict", "models:/deepfake-detector@champion", str(image)],
+        ["evaluate", "models:/deepfake-detector@champion", "--data", str(tiny_data)],
+    ):
         answer = detect([*command, "--tracking-uri", dead, "--connect-timeout", "1"], tmp_path)
         assert answer.returncode == 1, command
         assert answer.stderr.strip().count("\n") == 0 and dead in answer.stderr, answer.stderr
@@ -366,3 +389,72 @@ def test_resume_of_an_unknown_or_finished_run_is_refused(tiny_data, tmp_path):
         result = train(tiny_data, tmp_path, uri, f"trainer.resume={request}")
         assert result.returncode == 2, result.stderr[-2000:]
         assert expected in result.stderr
+
+
+@pytest.mark.training
+def test_ctrl_c_after_the_last_epoch_then_resume_with_allowed_changes(tiny_data, tmp_path):
+    """SIGINT as fit returns: exit 130, KILLED with the last epoch's checkpoint; the resume
+    trains nothing, evaluates once, records the allowed config change and keeps the
+    checkpoint (trainer.checkpoint.keep)."""
+    uri = f"sqlite:///{tmp_path / 'store' / 'mlflow.db'}"
+    args = [
+        "trainer.epochs=2",
+        "trainer.checkpoint.keep=true",
+        *signal_once(tmp_path / "interrupted", epoch=0, signum=2, at_train_end=True),
+    ]
+    first = train(tiny_data, tmp_path, uri, *args)
+    assert first.returncode == 130, first.stderr[-3000:]
+    client, (run,) = runs(uri)
+    run_id = run.info.run_id
+    assert run.info.status == "KILLED" and "SIGINT" in run.data.tags["error"]
+    assert run.data.tags[CHECKPOINT_EPOCH_TAG] == "1"
+    assert "test_auc" not in run.data.metrics
+
+    changed = [*args, "trainer.early_stopping.patience=5", f"trainer.resume={run_id}"]
+    resumed = train(tiny_data, tmp_path, uri, *changed, "trainer.resume_allow_changes=true")
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    run = client.get_run(run_id)
+    assert run.info.status == "FINISHED"
+    assert "error" not in run.data.tags  # the KILLED attempt's reason is gone
+    assert "trainer.early_stopping.patience: None -> 5" in run.data.tags["resume_changes"]
+    for key in ("val_auc", "train_loss"):
+        assert steps(client, run_id, key) == [0, 1]
+    for key in ("test_auc", "val_youden_threshold"):
+        assert len(steps(client, run_id, key)) == 1
+    assert (tmp_path / "store" / "checkpoints" / run_id).is_dir()
+
+
+def test_heartbeat_thread_keeps_beating(store_uri):
+    import time
+
+    from deepfake_detect.tracking.run_state import Heartbeat
+    from deepfake_detect.tracking.vocabulary import HEARTBEAT_TAG
+
+    client = store_client(store_uri)
+    run = client.create_run(ensure_experiment(store_uri, EXPERIMENT))
+    beats = set()
+    with Heartbeat(client, run.info.run_id, every=0.2):
+        for _ in range(300):  # up to a minute on a busy machine; no timing is asserted
+            beats.add(client.get_run(run.info.run_id).data.tags[HEARTBEAT_TAG])
+            if len(beats) >= 3:
+                break
+            time.sleep(0.2)
+    assert len(beats) >= 3
+
+
+def test_read_only_store_is_one_line_and_still_readable(tiny_data, tmp_path, tiny_tmpfs):
+    uri = f"sqlite:///{tiny_tmpfs / 'mlflow.db'}"
+    code = "import sys; from deepfake_detect.tracking.store import ensure_experiment as e; "
+    made = run_cli(["-c", code + f"e({uri!r}, {EXPERIMENT!r})"])  # no open file left here
+    assert made.returncode == 0, made.stderr
+    remounted = subprocess.run(["mount", "-o", "remount,ro", str(tiny_tmpfs)], capture_output=True)
+    if remounted.returncode != 0:
+        pytest.skip(f"cannot remount read-only: {remounted.stderr.decode().strip()}")
+    result = train(tiny_data, tmp_path, uri)
+    assert result.returncode == 1, result.stderr[-3000:]
+    errors = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(errors) == 1 and "read-only" in errors[0], errors
+    board = detect(
+        ["leaderboard", "--tracking-uri", uri, "--out", str(tmp_path / "board.csv")], tmp_path
+    )
+    assert board.returncode == 0, board.stderr

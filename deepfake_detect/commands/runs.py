@@ -67,19 +67,19 @@ def _select(client, experiments: list[str], sweep: str | None, statuses: list[st
         ids = [exp.experiment_id for exp in found]
     else:
         ids = [exp.experiment_id for exp in client.search_experiments()]
-    clauses = []
-    if sweep:
-        clauses.append(f"tags.`{PARENT_TAG}` = '{sweep}'")
-    if statuses and len(statuses) == 1:
-        clauses.append(f"attributes.status = '{statuses[0]}'")
-    runs = client.search_runs(
-        ids, " and ".join(clauses), order_by=["attributes.start_time DESC"], max_results=limit
-    )
-    return [run for run in runs if not statuses or run.info.status in statuses]
+    sweep_clause = f"tags.`{PARENT_TAG}` = '{sweep}'" if sweep else ""
+    runs = []
+    for status in statuses or [None]:  # one query per status: the limit counts matches
+        clauses = [c for c in (sweep_clause, status and f"attributes.status = '{status}'") if c]
+        runs += client.search_runs(
+            ids, " and ".join(clauses), order_by=["attributes.start_time DESC"], max_results=limit
+        )
+    runs.sort(key=lambda run: run.info.start_time, reverse=True)
+    return runs[:limit]
 
 
 def run(args: argparse.Namespace) -> int:
-    """List or reap; exit 2 on bad input."""
+    """List or reap; exit 2 on bad input or a store error."""
     import time
 
     from mlflow.exceptions import MlflowException
@@ -102,6 +102,8 @@ def run(args: argparse.Namespace) -> int:
             stale_after = parse_duration(args.stale_after)
             runs = _select(client, args.experiment, args.sweep, ["RUNNING"], 50000)
             runs = reap(client, runs, stale_after, args.dry_run)
+            if not args.dry_run:  # show them as they are now: KILLED, resumable or not
+                runs = [client.get_run(r.info.run_id) for r in runs]
     except (StoreNotFoundError, MlflowException, ValueError) as error:
         print(f"error: {str(error).splitlines()[0]}", file=sys.stderr)
         return 2
@@ -109,8 +111,13 @@ def run(args: argparse.Namespace) -> int:
     states = [run_state(r, now) for r in runs]
     if args.action == "reap":
         verb = "would mark" if args.dry_run else "marked"
-        print(f"{verb} {len(states)} run(s) KILLED (no heartbeat for {args.stale_after})")
+        print(
+            f"{verb} {len(states)} run(s) KILLED (no heartbeat for {args.stale_after}, or "
+            "their process on this host is gone)"
+        )
     if not states:
+        if args.action == "list":
+            print("no runs match")
         return 0
     header = ("run_id", "name", "type", "status", "epoch", "heartbeat", "resumable", "parent")
     rows = [
@@ -120,8 +127,8 @@ def run(args: argparse.Namespace) -> int:
             s.run_type,
             s.status,
             s.last_epoch or "-",
-            _age(s.heartbeat_age) if args.action == "list" else "stale",
-            "yes" if s.resumable or args.action == "reap" and not args.dry_run else "no",
+            _age(s.heartbeat_age) if s.status == "RUNNING" else "-",
+            "yes" if s.resumable else "no",
             s.parent[:8] or "-",
         )
         for s in states

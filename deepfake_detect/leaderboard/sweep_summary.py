@@ -20,11 +20,16 @@ SUMMARY_METRICS = ("val_auc", "val_acc", "val_loss", "test_auc", "test_acc")
 
 
 def summarise_sweep(
-    client: MlflowClient, parent_run_id: str, experiment: str, metric: str = "val_auc"
+    client: MlflowClient,
+    parent_run_id: str,
+    experiment: str,
+    metric: str = "val_auc",
+    step: int = 0,
 ) -> tuple[int, int]:
     """Log the children summary, the best child by ``metric`` (the jobs' ``trainer.monitor``),
-    the sweep's leaderboard and the dropout x lr plot on the parent run; return the number
-    of children and of those that did not finish."""
+    the sweep's leaderboard and the dropout x lr plot on the parent run (metrics at ``step``:
+    the launch number of a relaunched sweep); return the number of children and of those
+    that did not finish."""
     records = read_store(
         client.tracking_uri,
         [experiment],
@@ -38,16 +43,16 @@ def summarise_sweep(
     children = len(table)
     finished_ids = {record.run_id for record in records if record.status == "FINISHED"}
     finished = table[table["run_id"].isin(finished_ids)]
-    client.log_metric(parent_run_id, "children", children)
-    client.log_metric(parent_run_id, "children_failed", children - len(finished))
+    client.log_metric(parent_run_id, "children", children, step=step)
+    client.log_metric(parent_run_id, "children_failed", children - len(finished), step=step)
     pruned = int(table["pruned"].sum()) if children else 0
-    client.log_metric(parent_run_id, "children_pruned", pruned)
+    client.log_metric(parent_run_id, "children_pruned", pruned, step=step)
     if not finished.empty:
         best = finished.iloc[0]
         for key in SUMMARY_METRICS:
             value = float(best[key])  # rate/loss columns: NaN when missing, never NA
             if not math.isnan(value):
-                client.log_metric(parent_run_id, f"best_{key}", value)
+                client.log_metric(parent_run_id, f"best_{key}", value, step=step)
         client.set_tag(parent_run_id, "best_child_run_id", str(best["run_id"]))
         client.set_tag(parent_run_id, "best_child_name", str(best["model"]))
     with tempfile.TemporaryDirectory() as tmp:

@@ -8,7 +8,9 @@ keeps its checkpoint and then raises; a second signal stops at once.
 from __future__ import annotations
 
 import logging
+import os
 import signal
+import socket
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -19,7 +21,14 @@ from mlflow.tracking import MlflowClient
 
 from deepfake_detect.tracking.health import unwritable_store_cause
 from deepfake_detect.tracking.run_state import Heartbeat
-from deepfake_detect.tracking.vocabulary import ERROR_TAG, TAG_VALUE_LIMIT
+from deepfake_detect.tracking.vocabulary import (
+    ERROR_TAG,
+    HOST_TAG,
+    PID_TAG,
+    REAPED_TAG,
+    RESUMABLE_TAG,
+    TAG_VALUE_LIMIT,
+)
 
 log = logging.getLogger(__name__)
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
@@ -74,12 +83,14 @@ def stop_signals_raise() -> Iterator[None]:
 
 @contextmanager
 def deferred_stop() -> Iterator[None]:
-    """Within the block the first stop signal is only noted (:func:`raise_if_stop_requested`)."""
+    """Within the block the first stop signal is only noted (:func:`raise_if_stop_requested`);
+    one noted but not yet acted on is raised when the block ends."""
     _StopRequests.deferring, _StopRequests.pending = True, None
     try:
         yield
     finally:
         _StopRequests.deferring = False
+    raise_if_stop_requested()
 
 
 def raise_if_stop_requested() -> None:
@@ -87,6 +98,22 @@ def raise_if_stop_requested() -> None:
     if _StopRequests.pending is not None:
         signum, _StopRequests.pending = _StopRequests.pending, None
         raise Terminated(signum)
+
+
+OUTCOME_TAGS = (ERROR_TAG, REAPED_TAG, RESUMABLE_TAG)  # what the last attempt's end said
+
+
+def clear_outcome_tags(client: MlflowClient, run: Run) -> None:
+    """Remove the tags of how a run ended (``error``, ``reaped``...) before it is reopened."""
+    for key in OUTCOME_TAGS:
+        if key in run.data.tags:
+            client.delete_tag(run.info.run_id, key)
+
+
+def process_tags() -> dict[str, str]:
+    """Where the run's process lives (``host``, ``pid``): a resume on the same host can tell
+    a dead process from a live one without waiting for the heartbeat to age."""
+    return {HOST_TAG: socket.gethostname(), PID_TAG: str(os.getpid())}
 
 
 def _message(error: BaseException) -> str:
@@ -103,21 +130,23 @@ def tracked_run(
     tags: dict[str, str],
     existing: Run | None = None,
     heartbeat_seconds: float = 60.0,
-    closing_tags: Callable[[str], dict[str, str]] | None = None,
+    closing_tags: Callable[[str, str], dict[str, str]] | None = None,
 ) -> Iterator[Run]:
     """An active run (new, or ``existing`` reopened as RUNNING) that ends FINISHED, FAILED
     (error tagged) or KILLED (SIGTERM, SIGINT), never RUNNING while the store can be written.
 
     The run is the active fluent run, so ``mlflow.*`` calls (``mlflow.keras.log_model``) go
-    to it; it sends a heartbeat while open. ``closing_tags(status)`` adds tags at the end
+    to it; it sends a heartbeat while open. ``closing_tags(run_id, status)`` adds tags at the end
     (e.g. ``resumable``).
     """
     while mlflow.active_run():  # a same-process earlier trial must not leak its run
         mlflow.end_run("KILLED")
+    tags = {**tags, **process_tags()}
     if existing is None:
         run = client.create_run(experiment_id, run_name=run_name, tags=tags)
     else:
         run = existing
+        clear_outcome_tags(client, run)
         client.log_batch(run.info.run_id, tags=[RunTag(k, v) for k, v in tags.items()])
     run_id = run.info.run_id
     status = "FINISHED"
@@ -149,12 +178,12 @@ def close_run(
     run_id: str,
     status: str,
     reason: str | None,
-    closing_tags: Callable[[str], dict[str, str]] | None = None,
+    closing_tags: Callable[[str, str], dict[str, str]] | None = None,
 ) -> None:
     """Tag and end the run; when the store cannot be written any more, say so in one line
     (``runs reap`` closes it later) instead of burying the first error."""
     try:
-        extra = dict(closing_tags(status)) if closing_tags else {}
+        extra = dict(closing_tags(run_id, status)) if closing_tags else {}
         if reason:
             extra[ERROR_TAG] = reason
         if extra:

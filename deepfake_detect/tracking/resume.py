@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -18,13 +20,17 @@ from mlflow.entities import Run
 from mlflow.tracking import MlflowClient
 
 from deepfake_detect.config.validation import ConfigError
-from deepfake_detect.tracking.run_state import heartbeat_age
+from deepfake_detect.tracking.run_state import heartbeat_age, process_gone
 from deepfake_detect.tracking.vocabulary import (
     CONFIG_HASH_TAG,
+    HOST_TAG,
     PARENT_TAG,
+    RESUMABLE_TAG,
     RUN_TYPE_TAG,
     TRAINING,
 )
+
+log = logging.getLogger(__name__)
 
 # config keys that may differ between the attempts of one run (prefixes end with ".")
 VOLATILE_KEYS: tuple[str, ...] = (
@@ -37,6 +43,8 @@ VOLATILE_KEYS: tuple[str, ...] = (
     "tracking.",
     "paths.",
     "registry.",
+    "data.root",  # the same files elsewhere (another machine): the data fingerprint is compared
+    "data.cache",
     "data.cache_dir",
     "sweep.skip_finished",
     "runtime.",  # logged by the trainer (hardware choices), not part of the config
@@ -48,13 +56,14 @@ class ResumeError(ConfigError):
     """The run to continue cannot be continued with this config (the message says why)."""
 
 
+def is_volatile(key: str) -> bool:
+    """True for a config key that may differ between attempts of one run."""
+    return any(key == v or (v.endswith(".") and key.startswith(v)) for v in VOLATILE_KEYS)
+
+
 def identity_params(params: Mapping[str, str]) -> dict[str, str]:
     """``params`` without the volatile keys."""
-    return {
-        key: value
-        for key, value in params.items()
-        if not any(key == v or (v.endswith(".") and key.startswith(v)) for v in VOLATILE_KEYS)
-    }
+    return {key: value for key, value in params.items() if not is_volatile(key)}
 
 
 def config_hash(params: Mapping[str, str]) -> str:
@@ -108,11 +117,11 @@ def _check_continuable(run: Run, experiment_id: str, stale_after: float) -> None
             "a new run"
         )
     age = heartbeat_age(run)
-    if run.info.status == "RUNNING" and age <= stale_after:
+    if run.info.status == "RUNNING" and age <= stale_after and not process_gone(run):
         raise ResumeError(
-            f"trainer.resume={run_id}: the run is still RUNNING (heartbeat {age:.0f} s ago); "
-            "stop it first, or if its process is gone: deepfake-detect runs reap "
-            f"--stale-after {max(1, int(age // 60))}m"
+            f"trainer.resume={run_id}: the run is still RUNNING (heartbeat {age:.0f} s ago, "
+            f"on {run.data.tags.get(HOST_TAG, 'an unknown host')}); stop it first, or if its "
+            f"process is gone: deepfake-detect runs reap --stale-after {math.floor(age)}s"
         )
 
 
@@ -146,9 +155,16 @@ def plan_run(
     elif auto:
         run = _job_run(client, experiment_id, config_hash(params), parent)
         if run is None:
+            log.info("no unfinished run of this config to continue: starting a new run")
             return RunPlan("new")
         if run.info.status == "FINISHED":
             return RunPlan("skip", run) if parent is not None and skip_finished else RunPlan("new")
+        if run.data.tags.get(RESUMABLE_TAG) == "false" and run.info.status != "RUNNING":
+            log.warning(
+                "run %s of this config cannot continue (no checkpoint): starting a new run",
+                run.info.run_id,
+            )
+            return RunPlan("new")
     else:
         return RunPlan("new")
     _check_continuable(run, experiment_id, stale_after)

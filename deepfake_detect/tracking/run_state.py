@@ -9,8 +9,10 @@ and ``runs reap`` marks it KILLED.
 from __future__ import annotations
 
 import logging
+import os
 import re
 import shutil
+import socket
 import tempfile
 import threading
 import time
@@ -25,8 +27,10 @@ from deepfake_detect.tracking.vocabulary import (
     CHECKPOINT_EPOCH_TAG,
     ERROR_TAG,
     HEARTBEAT_TAG,
+    HOST_TAG,
     LAST_EPOCH_TAG,
     PARENT_TAG,
+    PID_TAG,
     REAPED_TAG,
     RESUMABLE_TAG,
     RUN_TYPE_TAG,
@@ -36,6 +40,7 @@ log = logging.getLogger(__name__)
 
 CHECKPOINT_ARTIFACT = "checkpoint"  # artifact folder of checkpoints mirrored to a server
 EPOCH_FOLDER = "epoch-{:04d}"
+KEPT_CHECKPOINTS = 2  # the newest and the one before (should the newest be unreadable)
 LATEST_FILE = "LATEST"  # names the newest complete epoch folder in the artifact mirror
 
 
@@ -48,6 +53,20 @@ def heartbeat_age(run: Run, now: float | None = None) -> float:
     except ValueError:
         last = run.info.start_time / 1000
     return max(0.0, now - last)
+
+
+def process_gone(run: Run) -> bool:
+    """True when the run's process was on this host and no longer exists (a SIGKILL, an OOM
+    kill): no need to wait for its heartbeat to age."""
+    if run.data.tags.get(HOST_TAG) != socket.gethostname():
+        return False
+    try:
+        os.kill(int(run.data.tags.get(PID_TAG, "")), 0)
+    except ProcessLookupError:
+        return True
+    except (ValueError, PermissionError):
+        return False
+    return False
 
 
 class Heartbeat:
@@ -94,12 +113,16 @@ class CheckpointStore:
     folder: Path
     mirror: bool
 
+    def complete(self) -> list[Path]:
+        """The complete local epoch folders, newest first."""
+        if not self.folder.is_dir():
+            return []
+        return sorted((p for p in self.folder.glob("epoch-*") if p.is_dir()), reverse=True)
+
     def latest(self) -> Path | None:
         """The newest complete local epoch folder, or None."""
-        if not self.folder.is_dir():
-            return None
-        done = sorted(p for p in self.folder.glob("epoch-*") if p.is_dir())
-        return done[-1] if done else None
+        done = self.complete()
+        return done[0] if done else None
 
     def staging(self, epoch: int) -> Path:
         """An empty temporary folder to write epoch ``epoch``'s checkpoint into."""
@@ -107,14 +130,18 @@ class CheckpointStore:
         return Path(tempfile.mkdtemp(prefix=f".{EPOCH_FOLDER.format(epoch)}.", dir=self.folder))
 
     def commit(self, staged: Path, epoch: int, client: MlflowClient, run_id: str) -> Path:
-        """Publish a staged checkpoint as the newest (atomic rename), then drop older ones."""
+        """Publish a staged checkpoint as the newest (synced to disk, atomic rename), then
+        drop all but the newest KEPT_CHECKPOINTS."""
         final = self.folder / EPOCH_FOLDER.format(epoch)
+        for path in staged.iterdir():
+            _fsync(path)
+        _fsync(staged)
         if final.exists():
             shutil.rmtree(final)
         staged.rename(final)
-        for old in self.folder.glob("epoch-*"):
-            if old != final:
-                shutil.rmtree(old, ignore_errors=True)
+        _fsync(self.folder)
+        for old in self.complete()[KEPT_CHECKPOINTS:]:
+            shutil.rmtree(old, ignore_errors=True)
         for orphan in self.folder.glob(".epoch-*"):  # staging folders of a killed process
             shutil.rmtree(orphan, ignore_errors=True)
         if self.mirror:
@@ -144,25 +171,37 @@ class CheckpointStore:
                 return None
             return Path(path).read_text().strip() or None
 
-    def fetch(self, run_id: str) -> Path | None:
-        """The newest checkpoint, downloaded from the run's artifacts when not here."""
-        local = self.latest()
-        if local is not None or not self.mirror:
+    def fetch(self, run_id: str, expected: str | None) -> list[Path]:
+        """The checkpoints to try, newest first; the mirror's newest is downloaded when this
+        machine has none or only one older than ``expected`` (the run's checkpoint epoch)."""
+        local = self.complete()
+        newest = local[0].name if local else None
+        wanted = EPOCH_FOLDER.format(int(expected)) if expected else None
+        if not self.mirror or (newest and wanted and newest >= wanted):
+            if newest and wanted and newest < wanted:
+                log.warning(
+                    "the local checkpoint %s is older than the run's epoch %s (it trained on "
+                    "for a while elsewhere): epochs after it are trained again",
+                    local[0],
+                    expected,
+                )
             return local
         import mlflow.artifacts
 
         name = self._remote_latest(run_id)
         if name is None:
-            return None
+            return local
         self.folder.mkdir(parents=True, exist_ok=True)
         staged = Path(tempfile.mkdtemp(prefix=f".{name}.", dir=self.folder))
         downloaded = mlflow.artifacts.download_artifacts(
             run_id=run_id, artifact_path=f"{CHECKPOINT_ARTIFACT}/{name}", dst_path=str(staged)
         )
         final = self.folder / name
+        if final.exists():
+            shutil.rmtree(final)
         Path(downloaded).rename(final)
         shutil.rmtree(staged, ignore_errors=True)
-        return final
+        return self.complete()
 
     def remove(self, client: MlflowClient, run_id: str) -> None:
         """Delete every checkpoint of the run (local folder and mirror)."""
@@ -192,6 +231,15 @@ def checkpoint_store(
     if db is not None:
         return CheckpointStore(db.parent / "checkpoints" / run_id, mirror=False)
     return CheckpointStore(log_dir / "checkpoints" / run_id, mirror=True)
+
+
+def _fsync(path: Path) -> None:
+    """Flush a file or folder to disk (a power loss must not leave a half checkpoint)."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhd]?)\s*$")
@@ -237,10 +285,15 @@ def run_state(run: Run, now: float) -> RunState:
 
 
 def reap(client: MlflowClient, runs: list[Run], stale_after: float, dry_run: bool) -> list[Run]:
-    """Mark KILLED every RUNNING run whose heartbeat is older than ``stale_after`` seconds
-    (tags ``reaped``, ``error`` and, with a checkpoint, ``resumable``); return them."""
+    """Mark KILLED every RUNNING run whose heartbeat is older than ``stale_after`` seconds or
+    whose process on this host is gone (tags ``reaped``, ``error`` and, with a checkpoint,
+    ``resumable``); return them."""
     now = time.time()
-    stale = [r for r in runs if r.info.status == "RUNNING" and heartbeat_age(r, now) > stale_after]
+    stale = [
+        r
+        for r in runs
+        if r.info.status == "RUNNING" and (heartbeat_age(r, now) > stale_after or process_gone(r))
+    ]
     if dry_run:
         return stale
     for run in stale:

@@ -29,6 +29,8 @@ CONFIG_HASH_TAG = "config_hash"  # what was trained, minus settings that do not 
 SWEEP_HASH_TAG = "sweep_hash"  # a sweep parent's identity: experiment, overrides, search space
 RESUME_COUNT_TAG = "resume_count"  # how many times the run was resumed
 RESUME_CHANGES_TAG = "resume_changes"  # config keys changed at a resume (resume_allow_changes)
+HOST_TAG = "host"  # the machine of the run's latest attempt
+PID_TAG = "pid"  # its process id there
 
 # what a training run was trained on (tags) and at which size (param)
 MODEL_TAG = "model"

@@ -55,10 +55,7 @@ def read_checkpoint(folder: Path) -> Checkpoint:
         state = json.loads((folder / STATE_FILE).read_text())
         return Checkpoint(folder, int(state["epoch"]), bool(state["stopped"]), state["callbacks"])
     except (OSError, ValueError, KeyError) as error:
-        raise RunFailed(
-            f"checkpoint {folder} is unreadable ({error}); delete it to restart the run from "
-            "its previous checkpoint, or start a new run"
-        ) from error
+        raise RunFailed(f"checkpoint {folder} is unreadable ({error})") from error
 
 
 def seed_variables(model: keras.Model) -> list:
@@ -67,13 +64,18 @@ def seed_variables(model: keras.Model) -> list:
 
 
 def restore_model(model: keras.Model, checkpoint: Checkpoint) -> None:
-    """Load weights, optimizer state and seed states into a built, compiled model."""
+    """Load weights, optimizer state and seed states into a built, compiled model
+    (RunFailed naming the folder when they cannot be read)."""
     if model.optimizer is not None and not model.optimizer.built:
         model.optimizer.build(model.trainable_variables)
-    model.load_weights(checkpoint.folder / WEIGHTS_FILE)
-    seeds = np.load(checkpoint.folder / SEEDS_FILE)
-    for index, variable in enumerate(seed_variables(model)):
-        variable.assign(seeds[f"arr_{index}"])
+    try:
+        model.load_weights(checkpoint.folder / WEIGHTS_FILE)
+        seeds = np.load(checkpoint.folder / SEEDS_FILE)
+        for index, variable in enumerate(seed_variables(model)):
+            variable.assign(seeds[f"arr_{index}"])
+    except (OSError, ValueError, KeyError) as error:
+        first = str(error).strip().splitlines()[0] if str(error).strip() else repr(error)
+        raise RunFailed(f"checkpoint {checkpoint.folder} is unreadable ({first})") from error
 
 
 def callback_state(callback: keras.callbacks.Callback) -> dict:

@@ -29,6 +29,7 @@ from deepfake_detect.tracking.registered_models import register_run
 from deepfake_detect.tracking.run_state import CheckpointStore
 from deepfake_detect.tracking.vocabulary import (
     BEST_EPOCH_METRIC,
+    CHECKPOINT_EPOCH_TAG,
     CLASS_NAMES_KEY,
     IMAGE_SIZE_KEY,
     POSITIVE_CLASS_KEY,
@@ -199,12 +200,12 @@ def sweep_pruner(
     return MedianPruner(siblings, client, run_id, monitor, warmup)
 
 
-def log_split_metrics(
-    client: MlflowClient, run_id: str, prefix: str, metrics: dict[str, float], step: int
+def log_step_metrics(
+    client: MlflowClient, run_id: str, metrics: dict[str, float], step: int
 ) -> None:
-    """``test_auc``... at ``step`` (the best epoch) in one call."""
+    """``test_auc``, ``val_youden_threshold``... at ``step`` (the best epoch) in one call."""
     stamp = int(time.time() * 1000)
-    batch = [Metric(f"{prefix}_{key}", value, stamp, step) for key, value in metrics.items()]
+    batch = [Metric(key, value, stamp, step) for key, value in metrics.items()]
     client.log_batch(run_id, metrics=batch)
 
 
@@ -246,21 +247,44 @@ def last_logged_epoch(client: MlflowClient, run_id: str) -> int:
 
 
 def resume_point(
-    client: MlflowClient, run_id: str, attempt: Attempt
+    client: MlflowClient, run_id: str, attempt: Attempt, model: keras.Model
 ) -> tuple[Checkpoint | None, int]:
-    """The checkpoint to continue from (None: start at epoch 0) and the last epoch already
-    in the run's metric history (those are not logged again)."""
+    """Load the newest readable checkpoint into ``model``; return it (None: start at epoch
+    0) and the last epoch already in the run's metric history (not logged again)."""
     if not attempt.resuming:
         return None, -1
     logged = last_logged_epoch(client, run_id)
-    folder = attempt.checkpoints.fetch(run_id)
-    if folder is None and logged >= 0:
-        raise RunFailed(
-            f"run {run_id} has epochs 0..{logged} logged but no checkpoint in "
-            f"{attempt.checkpoints.folder}; it cannot continue without repeating epochs: "
-            "start a new run (drop trainer.resume)"
-        )
-    return (read_checkpoint(folder) if folder else None), logged
+    expected = client.get_run(run_id).data.tags.get(CHECKPOINT_EPOCH_TAG)
+    folders = attempt.checkpoints.fetch(run_id, expected)
+    problems = []
+    for folder in folders:
+        try:
+            checkpoint = read_checkpoint(folder)
+            restore_model(model, checkpoint)
+            return checkpoint, logged
+        except RunFailed as error:
+            log.warning("%s; trying the checkpoint before it", error)
+            problems.append(str(error))
+    if logged < 0 and not folders:
+        return None, logged  # stopped before its first epoch ended: start at epoch 0
+    found = "; ".join(problems) or f"no checkpoint in {attempt.checkpoints.folder}"
+    raise RunFailed(
+        f"run {run_id} has epochs 0..{logged} logged but cannot continue ({found}); start a "
+        "new run (drop trainer.resume)"
+    )
+
+
+def new_metrics(
+    client: MlflowClient, run_id: str, metrics: dict[str, float], step: int, attempt: Attempt
+) -> dict[str, float]:
+    """``metrics`` without those a stopped earlier attempt already logged at ``step``."""
+    if not attempt.resuming:
+        return metrics
+    return {
+        key: value
+        for key, value in metrics.items()
+        if step not in {m.step for m in client.get_metric_history(run_id, key)}
+    }
 
 
 def train_datasets(
@@ -300,9 +324,7 @@ def fit_and_log(
     log_runtime(client, run_id, runtime)
     with strategy.scope():
         model = build_model(cfg, runtime.jit_compile)
-    checkpoint, logged_through = resume_point(client, run_id, attempt)
-    if checkpoint is not None:
-        restore_model(model, checkpoint)
+    checkpoint, logged_through = resume_point(client, run_id, attempt, model)
     epochs = int(cfg.trainer.epochs)
     start = checkpoint.next_epoch if checkpoint else 0
     datasets = train_datasets(cfg, data, runtime.global_batch_size, range(start, epochs))
@@ -362,9 +384,12 @@ def fit_and_log(
         threshold, val, test = report_best_epoch(
             model, data, datasets, scorer.scores[best_epoch], Path(tmp)
         )
-        client.log_metric(run_id, THRESHOLD_METRIC, threshold, step=best_epoch)
+        final = {THRESHOLD_METRIC: threshold}
         if test is not None:
-            log_split_metrics(client, run_id, "test", test.metrics, best_epoch)
+            final.update({f"test_{key}": value for key, value in test.metrics.items()})
+        log_step_metrics(
+            client, run_id, new_metrics(client, run_id, final, best_epoch, attempt), best_epoch
+        )
         write_run_files(cfg, model, logger.history, Path(tmp))
         client.log_artifacts(run_id, tmp)
     model_uri = version = None
@@ -378,8 +403,11 @@ def fit_and_log(
             BEST_EPOCH_METRIC: best_epoch,
         }
         model_uri = log_keras_model(model, int(cfg.data.image_size), metadata)
-        if register_as:
+        earlier = client.search_model_versions(f"run_id = '{run_id}'") if attempt.resuming else []
+        if register_as and not earlier:
             version = register_run(client, register_as, run_id).version
+        elif register_as:  # an earlier attempt registered it before it was stopped
+            version = earlier[0].version
     return FitResult(
         monitor=str(cfg.trainer.monitor),
         best_epoch=best_epoch,

@@ -152,6 +152,25 @@ def plan(cfg: DictConfig, job: JobContext, client, experiment_id: str, params: d
     )
 
 
+def data_changes(cfg: DictConfig, run, fingerprint: str) -> dict[str, str]:
+    """A resume may read the data from another folder (another machine), not other data:
+    the run's dataset fingerprint (relative paths and sizes) must match, unless
+    ``trainer.resume_allow_changes`` (then the change is returned for the tag)."""
+    from deepfake_detect.tracking.resume import ResumeError
+
+    logged = run.data.tags.get(FINGERPRINT_TAG)
+    if logged is None or logged == fingerprint:
+        return {}
+    change = {"dataset_fingerprint": f"{logged} -> {fingerprint}"}
+    if OmegaConf.select(cfg, "trainer.resume_allow_changes", default=False):
+        return change
+    raise ResumeError(
+        f"cannot resume run {run.info.run_id}: the data under data.root={cfg.data.root} is not "
+        f"what it trained on (dataset fingerprint {logged}, now {fingerprint}); point data.root "
+        "at the same files or add trainer.resume_allow_changes=true"
+    )
+
+
 def finished_objective(client, run) -> float:
     """A skipped (already FINISHED) sweep job's objective: its monitor at its best epoch."""
     monitor = run.data.params.get("trainer.monitor", "val_auc")
@@ -188,22 +207,30 @@ def run_training(cfg: DictConfig, job: JobContext | None = None) -> float:
     load_start = time.perf_counter()
     data = prepare_data(cfg.data)
     load_seconds = time.perf_counter() - load_start
+    changes = dict(decision.changes or {})
+    if existing:
+        changes.update(data_changes(cfg, existing, data.fingerprint))
     name = existing.info.run_name if existing else run_name(str(cfg.run_name), job.overrides)
     tags = run_tags(cfg, job, digest, data.fingerprint, data.class_names, data.skipped)
     if existing:
         tags[RESUME_COUNT_TAG] = str(attempt_number)
-        if decision.changes:
-            changes = "; ".join(f"{k}: {v}" for k, v in decision.changes.items())
-            tags[RESUME_CHANGES_TAG] = changes[:TAG_VALUE_LIMIT]
+        if changes:
+            listed = "; ".join(f"{k}: {v}" for k, v in changes.items())
+            tags[RESUME_CHANGES_TAG] = listed[:TAG_VALUE_LIMIT]
 
     from deepfake_detect.training.fit import Attempt, fit_and_log  # TensorFlow loads here
 
     checkpoint_dir = OmegaConf.select(cfg, "trainer.checkpoint.dir")
     attempt: Attempt | None = None
 
-    def closing_tags(status: str) -> dict[str, str]:
-        """A run that did not finish is resumable (from its checkpoint or from epoch 0)."""
-        return {RESUMABLE_TAG: "true" if status != "FINISHED" else "false"}
+    def closing_tags(run_id: str, status: str) -> dict[str, str]:
+        """A run that did not finish is resumable from its checkpoint, or from epoch 0 when
+        it logged no epoch; otherwise it is not (``auto`` then starts a new run)."""
+        if status == "FINISHED":
+            return {RESUMABLE_TAG: "false"}
+        has_checkpoint = attempt is None or bool(attempt.checkpoints.complete())
+        no_epoch = not client.get_metric_history(run_id, "train_loss")
+        return {RESUMABLE_TAG: "true" if has_checkpoint or no_epoch else "false"}
 
     with tracked_run(
         client,
@@ -259,7 +286,7 @@ def record_failed_job(cfg: DictConfig, job: JobContext, error: BaseException) ->
             experiment_id, run_name=run_name(str(cfg.run_name), job.overrides), tags=tags
         )
         client.log_batch(run.info.run_id, params=[Param(k, v) for k, v in params.items()])
-        close_run(client, run.info.run_id, "FAILED", None, lambda _: {RESUMABLE_TAG: "true"})
+        close_run(client, run.info.run_id, "FAILED", None, lambda *_: {RESUMABLE_TAG: "true"})
     except Exception as record_error:  # the store itself is the problem: the log says it
         log.error("sweep job %s: could not record its failure: %s", job.job_num, record_error)
 

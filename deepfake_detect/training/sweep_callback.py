@@ -62,14 +62,22 @@ def sweep_identity(config: DictConfig) -> str:
     import hashlib
     import json
 
+    from deepfake_detect.tracking.resume import is_volatile
+
+    overrides = [o for o in config.hydra.overrides.task if not is_volatile(override_key(o))]
     identity = {
         "experiment": str(config.tracking.experiment),
-        "overrides": sorted(config.hydra.overrides.task),
+        "overrides": sorted(overrides),
         "params": grid_params(config),
         "sweeper": str(OmegaConf.select(config, "hydra.sweeper._target_")),
         "search": str(config.hydra.runtime.choices.get("hparams_search")),
     }
     return hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def override_key(override: str) -> str:
+    """``model.dropout`` of ``model.dropout=0.1,0.3`` (``+``/``++``/``~`` prefixes dropped)."""
+    return override.lstrip("+~").partition("=")[0]
 
 
 def previous_parent(client, experiment_id: str, identity: str, stale_after: float):
@@ -117,12 +125,18 @@ def _exit_on_sigterm(signum: int, frame: object) -> None:
     raise SystemExit(128 + signum)
 
 
+LAUNCH_TAG = "launches"  # how many times a sweep parent was launched (1 + relaunches)
+# the parent's heartbeat, kept out of the callback: joblib pickles the callback for its workers
+_parent_heartbeat: list = []
+
+
 class MlflowSweepCallback(Callback):
     """Opens the sweep's parent run before jobs start and summarises it when they end."""
 
     def __init__(self) -> None:
         self.parent_run_id: str | None = None
         self.uri: str | None = None
+        self.launch = 0  # 0 for the first launch of a sweep, n for its n-th relaunch
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         try:
@@ -168,9 +182,15 @@ class MlflowSweepCallback(Callback):
             "sweep_dir": str(config.hydra.sweep.dir),
         }
         if parent is None:
+            tags[LAUNCH_TAG] = "1"
             run = client.create_run(experiment_id, run_name=sweep_name(config), tags=tags)
         else:  # the same command again: finished jobs are skipped, the rest join this parent
+            from deepfake_detect.tracking.lifecycle import clear_outcome_tags
+
             run = parent
+            self.launch = int(run.data.tags.get(LAUNCH_TAG, "1"))
+            tags[LAUNCH_TAG] = str(self.launch + 1)
+            clear_outcome_tags(client, run)
             client.update_run(run.info.run_id, status="RUNNING")
             client.log_batch(run.info.run_id, tags=[RunTag(k, v) for k, v in tags.items()])
             print(
@@ -178,7 +198,7 @@ class MlflowSweepCallback(Callback):
                 "(finished jobs are skipped; sweep.skip_finished=false starts a new sweep)"
             )
         self.parent_run_id = run.info.run_id
-        self._heartbeat = Heartbeat(client, self.parent_run_id, heartbeat).__enter__()
+        _parent_heartbeat.append(Heartbeat(client, self.parent_run_id, heartbeat).__enter__())
         atexit.register(self._close_if_open)
         # SIGTERM between jobs (or in the summary) exits 143 and atexit marks the parent KILLED;
         # inside a job's run the run's own handler takes over for that run
@@ -204,11 +224,10 @@ class MlflowSweepCallback(Callback):
             client.set_tag(self.parent_run_id, RESUMABLE_TAG, "true")
             client.set_terminated(self.parent_run_id, "KILLED")
 
-    def _stop_heartbeat(self) -> None:
-        heartbeat = getattr(self, "_heartbeat", None)
-        if heartbeat is not None:
-            heartbeat.__exit__(None, None, None)
-            self._heartbeat = None
+    @staticmethod
+    def _stop_heartbeat() -> None:
+        while _parent_heartbeat:
+            _parent_heartbeat.pop().__exit__(None, None, None)
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         from deepfake_detect.tracking.store import store_client
@@ -227,6 +246,7 @@ class MlflowSweepCallback(Callback):
                 self.parent_run_id,
                 str(config.tracking.experiment),
                 str(OmegaConf.select(config, "trainer.monitor", default="val_auc")),
+                step=self.launch,
             )
             all_failed = failed == children
             status = "FAILED" if all_failed else "FINISHED"

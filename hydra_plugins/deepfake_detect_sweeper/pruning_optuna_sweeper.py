@@ -54,16 +54,26 @@ class PruningOptunaSweeper(OptunaSweeper):
         journal = StudyJournal.for_current_sweep(
             OmegaConf.select(impl.config, "tracking.uri") if impl.config else None
         )
+        unfinished: list[dict[str, float]] = []
         if journal is not None and journal.load():
             done = len(journal.records)
-            log.info("optuna: continuing the study with its %d told trial(s)", done)
-            impl.n_trials = max(0, impl.n_trials - done)
+            unfinished = journal.unfinished_trials(list(impl.params or {}))
+            log.info(
+                "optuna: continuing the study with its %d told trial(s); %d stopped trial(s) "
+                "resume first",
+                done,
+                len(unfinished),
+            )
+            impl.n_trials = max(len(unfinished), impl.n_trials - done)
 
         def create_and_replay(*args: Any, **kwargs: Any) -> optuna.Study:
-            """``optuna.create_study``, then the journal's trials added to it."""
+            """``optuna.create_study``, then the journal's trials added to it and the
+            stopped ones queued (same values: their jobs continue their runs)."""
             study = create_study(*args, **kwargs)
             if journal is not None:
                 journal.replay(study)
+                for values in unfinished:
+                    study.enqueue_trial(values)
             return study
 
         by_trial: dict[int, Any] = {}  # trial number -> its job's return value

@@ -46,19 +46,43 @@ class StudyJournal:
         """The trials told in earlier launches of this sweep (none for a new sweep)."""
         import mlflow.artifacts
 
+        stored = {a.path for a in self.client.list_artifacts(self.parent_run_id)}
+        if JOURNAL_ARTIFACT not in stored:  # a new sweep (a read error must not restart it)
+            return []
         with tempfile.TemporaryDirectory() as tmp:
-            try:
-                path = mlflow.artifacts.download_artifacts(
-                    run_id=self.parent_run_id,
-                    artifact_path=JOURNAL_ARTIFACT,
-                    dst_path=tmp,
-                    tracking_uri=self.client.tracking_uri,
-                )
-            except Exception:  # a new sweep has no journal yet
-                return []
+            path = mlflow.artifacts.download_artifacts(
+                run_id=self.parent_run_id,
+                artifact_path=JOURNAL_ARTIFACT,
+                dst_path=tmp,
+                tracking_uri=self.client.tracking_uri,
+            )
             lines = Path(path).read_text().splitlines()
         self.records = [json.loads(line) for line in lines if line.strip()]
         return self.records
+
+    def unfinished_trials(self, names: list[str]) -> list[dict[str, float]]:
+        """The swept values of this sweep's children that were stopped or crashed and never
+        told to the study: enqueued first, so their jobs resume their own runs."""
+        from deepfake_detect.tracking.vocabulary import PARENT_TAG, RESUMABLE_TAG
+
+        parent = self.client.get_run(self.parent_run_id)
+        children = self.client.search_runs(
+            [parent.info.experiment_id], f"tags.`{PARENT_TAG}` = '{self.parent_run_id}'"
+        )
+        told = [record["params"] for record in self.records]
+        pending = []
+        for child in children:
+            if child.info.status not in ("KILLED", "FAILED", "RUNNING"):
+                continue
+            if child.data.tags.get(RESUMABLE_TAG) == "false":
+                continue
+            try:
+                values = {name: float(child.data.params[name]) for name in names}
+            except (KeyError, ValueError):
+                continue
+            if values not in told and values not in pending:
+                pending.append(values)
+        return pending
 
     def replay(self, study) -> int:  # study: optuna.Study
         """Add the loaded trials to ``study``; return how many."""
