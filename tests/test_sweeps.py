@@ -160,7 +160,7 @@ def test_failed_sweep_summary_leaves_parent_failed(store_uri, monkeypatch):
     callback = sweep_callback.MlflowSweepCallback()
     callback.uri, callback.parent_run_id = store_uri, parent.info.run_id
 
-    def broken_summary(*args):
+    def broken_summary(*args, **kwargs):
         raise RuntimeError("disk full")
 
     monkeypatch.setattr(sweep_summary, "summarise_sweep", broken_summary)

@@ -29,6 +29,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
             help="experiment name (repeatable; default: all experiments)",
         )
         action.add_argument("--sweep", help="only the children of this sweep's parent run id")
+        action.add_argument("--run", help="only this run id")
     listing.add_argument(
         "--status",
         action="append",
@@ -55,8 +56,18 @@ def _age(seconds: float | None) -> str:
     return f"{seconds:.0f}s ago"
 
 
-def _select(client, experiments: list[str], sweep: str | None, statuses: list[str] | None, limit):
+def _select(
+    client,
+    experiments: list[str],
+    sweep: str | None,
+    statuses: list[str] | None,
+    limit: int,
+    run_id: str | None = None,
+):
     """Runs of the named (or all active) experiments, newest first."""
+    if run_id:
+        run = client.get_run(run_id)
+        return [run] if not statuses or run.info.status in statuses else []
     from deepfake_detect.tracking.vocabulary import PARENT_TAG
 
     if experiments:
@@ -69,7 +80,7 @@ def _select(client, experiments: list[str], sweep: str | None, statuses: list[st
         ids = [exp.experiment_id for exp in client.search_experiments()]
     sweep_clause = f"tags.`{PARENT_TAG}` = '{sweep}'" if sweep else ""
     runs = []
-    for status in statuses or [None]:  # one query per status: the limit counts matches
+    for status in sorted(set(statuses or [None]), key=str):  # the limit counts matches
         clauses = [c for c in (sweep_clause, status and f"attributes.status = '{status}'") if c]
         runs += client.search_runs(
             ids, " and ".join(clauses), order_by=["attributes.start_time DESC"], max_results=limit
@@ -84,7 +95,12 @@ def run(args: argparse.Namespace) -> int:
 
     from mlflow.exceptions import MlflowException
 
-    from deepfake_detect.tracking.run_state import parse_duration, reap, run_state
+    from deepfake_detect.tracking.run_state import (
+        parse_duration,
+        reap,
+        resumable_once_stopped,
+        run_state,
+    )
     from deepfake_detect.tracking.store import (
         StoreNotFoundError,
         require_existing_store,
@@ -97,10 +113,10 @@ def run(args: argparse.Namespace) -> int:
         require_existing_store(uri)
         client = store_client(uri)
         if args.action == "list":
-            runs = _select(client, args.experiment, args.sweep, args.status, args.limit)
+            runs = _select(client, args.experiment, args.sweep, args.status, args.limit, args.run)
         else:
             stale_after = parse_duration(args.stale_after)
-            runs = _select(client, args.experiment, args.sweep, ["RUNNING"], 50000)
+            runs = _select(client, args.experiment, args.sweep, ["RUNNING"], 50000, args.run)
             runs = reap(client, runs, stale_after, args.dry_run)
             if not args.dry_run:  # show them as they are now: KILLED, resumable or not
                 runs = [client.get_run(r.info.run_id) for r in runs]
@@ -109,6 +125,7 @@ def run(args: argparse.Namespace) -> int:
         return 2
     now = time.time()
     states = [run_state(r, now) for r in runs]
+    would_resume = {r.info.run_id: resumable_once_stopped(r) for r in runs}
     if args.action == "reap":
         verb = "would mark" if args.dry_run else "marked"
         print(
@@ -123,12 +140,12 @@ def run(args: argparse.Namespace) -> int:
     rows = [
         (
             s.run_id,
-            s.name[:40],
+            s.name[:60],
             s.run_type,
             s.status,
             s.last_epoch or "-",
             _age(s.heartbeat_age) if s.status == "RUNNING" else "-",
-            "yes" if s.resumable else "no",
+            "yes" if s.resumable or (args.action == "reap" and would_resume[s.run_id]) else "no",
             s.parent[:8] or "-",
         )
         for s in states

@@ -18,6 +18,10 @@ _NAME_EXCLUDED_PREFIXES = (
     "data.cache",
     "trainer.verbose",
     "trainer.callbacks",
+    "trainer.resume",
+    "trainer.checkpoint",
+    "trainer.heartbeat",
+    "sweep.skip_finished",
     "model=",
 )
 

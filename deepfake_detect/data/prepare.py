@@ -60,6 +60,26 @@ def scan_all(data: DictConfig) -> tuple[Path, list[str], dict[str, SplitFiles]]:
     return root, names, found
 
 
+@dataclass(frozen=True)
+class ScannedData:
+    """The checked layout of every split and the data's fingerprints (no image decoded)."""
+
+    root: Path
+    class_names: list[str]
+    found: dict[str, SplitFiles]
+    fingerprint: str  # relative paths, sizes, labels: the same files anywhere
+    files_now: str  # plus mtimes
+
+
+def scan_data(data: DictConfig) -> ScannedData:
+    """Scan and fingerprint ``data.root`` (raises DataError naming what to fix)."""
+    root, names, found = scan_all(data)
+    # with mtimes too (the memo key), taken before decoding: a file changed meanwhile is not
+    # memoised as current
+    plain, timed = fingerprints(list(found.values()))
+    return ScannedData(root, names, found, plain, timed)
+
+
 def require_both_classes(files: SplitFiles, split: DecodedSplit, names: list[str]) -> None:
     """A split whose usable images are all of one class cannot score a detector: stop."""
     counts = np.bincount(np.asarray(split.labels, dtype=np.int64), minlength=2)
@@ -71,15 +91,15 @@ def require_both_classes(files: SplitFiles, split: DecodedSplit, names: list[str
         )
 
 
-def prepare_data(data: DictConfig) -> PreparedData:
-    """Scan, fingerprint and decode (through the on-disk cache unless ``data.cache=none``)."""
+def prepare_data(data: DictConfig, scanned: ScannedData | None = None) -> PreparedData:
+    """Scan (unless given), fingerprint and decode (through the on-disk cache unless
+    ``data.cache=none``)."""
     if data.cache not in ("disk", "memory", "none"):
         raise DataError(f"data.cache={data.cache!r}; choose disk, memory or none")
     global _last_decoded
-    root, names, found = scan_all(data)
-    # with mtimes too (the memo key), taken before decoding: a file changed meanwhile is not
-    # memoised as current
-    data_fingerprint, files_now = fingerprints(list(found.values()))
+    scanned = scanned or scan_data(data)
+    root, names, found = scanned.root, scanned.class_names, scanned.found
+    data_fingerprint, files_now = scanned.fingerprint, scanned.files_now
     cache_dir = None if data.cache == "none" else Path(data.cache_dir)
     settings = (tuple(found), int(data.image_size), bool(data.skip_corrupt), str(cache_dir))
     settings += (str(data.cache),)

@@ -8,9 +8,7 @@ keeps its checkpoint and then raises; a second signal stops at once.
 from __future__ import annotations
 
 import logging
-import os
 import signal
-import socket
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -20,11 +18,9 @@ from mlflow.entities import Run, RunTag
 from mlflow.tracking import MlflowClient
 
 from deepfake_detect.tracking.health import unwritable_store_cause
-from deepfake_detect.tracking.run_state import Heartbeat
+from deepfake_detect.tracking.run_state import Heartbeat, process_tags
 from deepfake_detect.tracking.vocabulary import (
     ERROR_TAG,
-    HOST_TAG,
-    PID_TAG,
     REAPED_TAG,
     RESUMABLE_TAG,
     TAG_VALUE_LIMIT,
@@ -108,12 +104,6 @@ def clear_outcome_tags(client: MlflowClient, run: Run) -> None:
     for key in OUTCOME_TAGS:
         if key in run.data.tags:
             client.delete_tag(run.info.run_id, key)
-
-
-def process_tags() -> dict[str, str]:
-    """Where the run's process lives (``host``, ``pid``): a resume on the same host can tell
-    a dead process from a live one without waiting for the heartbeat to age."""
-    return {HOST_TAG: socket.gethostname(), PID_TAG: str(os.getpid())}
 
 
 def _message(error: BaseException) -> str:

@@ -23,8 +23,10 @@ from deepfake_detect.config.validation import ConfigError
 from deepfake_detect.tracking.run_state import heartbeat_age, process_gone
 from deepfake_detect.tracking.vocabulary import (
     CONFIG_HASH_TAG,
+    FINGERPRINT_TAG,
     HOST_TAG,
     PARENT_TAG,
+    PID_TAG,
     RESUMABLE_TAG,
     RUN_TYPE_TAG,
     TRAINING,
@@ -91,6 +93,12 @@ class RunPlan:
     changes: dict[str, str] | None = None
 
 
+def _same_data(run: Run, fingerprint: str | None) -> bool:
+    """The run trained on these files (runs that failed before reading data always match)."""
+    logged = run.data.tags.get(FINGERPRINT_TAG)
+    return fingerprint is None or logged is None or logged == fingerprint
+
+
 def _job_run(client: MlflowClient, experiment_id: str, digest: str, parent: str | None):
     """The newest training run with this config hash under this parent (None: no parent)."""
     runs = client.search_runs(
@@ -118,10 +126,12 @@ def _check_continuable(run: Run, experiment_id: str, stale_after: float) -> None
         )
     age = heartbeat_age(run)
     if run.info.status == "RUNNING" and age <= stale_after and not process_gone(run):
+        host = run.data.tags.get(HOST_TAG, "an unknown host").split("/")[0]
         raise ResumeError(
             f"trainer.resume={run_id}: the run is still RUNNING (heartbeat {age:.0f} s ago, "
-            f"on {run.data.tags.get(HOST_TAG, 'an unknown host')}); stop it first, or if its "
-            f"process is gone: deepfake-detect runs reap --stale-after {math.floor(age)}s"
+            f"pid {run.data.tags.get(PID_TAG, '?').split(':')[0]} on {host}); stop it first; "
+            "if its process is gone (another machine): deepfake-detect runs reap --run "
+            f"{run_id} --stale-after {max(1, math.floor(age))}s"
         )
 
 
@@ -129,6 +139,7 @@ def plan_run(
     client: MlflowClient,
     experiment_id: str,
     params: Mapping[str, str],
+    fingerprint: str | None,
     request: str | None,
     parent: str | None,
     skip_finished: bool,
@@ -156,6 +167,9 @@ def plan_run(
         run = _job_run(client, experiment_id, config_hash(params), parent)
         if run is None:
             log.info("no unfinished run of this config to continue: starting a new run")
+            return RunPlan("new")
+        if not _same_data(run, fingerprint):
+            log.info("the newest run of this config trained on other data: starting a new run")
             return RunPlan("new")
         if run.info.status == "FINISHED":
             return RunPlan("skip", run) if parent is not None and skip_finished else RunPlan("new")

@@ -55,18 +55,49 @@ def heartbeat_age(run: Run, now: float | None = None) -> float:
     return max(0.0, now - last)
 
 
-def process_gone(run: Run) -> bool:
-    """True when the run's process was on this host and no longer exists (a SIGKILL, an OOM
-    kill): no need to wait for its heartbeat to age."""
-    if run.data.tags.get(HOST_TAG) != socket.gethostname():
-        return False
+def host_identity() -> str:
+    """This machine and process namespace: hostname, boot id, pid namespace (containers that
+    share a hostname do not share the last two)."""
     try:
-        os.kill(int(run.data.tags.get(PID_TAG, "")), 0)
-    except ProcessLookupError:
-        return True
-    except (ValueError, PermissionError):
+        boot = Path("/proc/sys/kernel/random/boot_id").read_text().strip()[:8]
+        namespace = str(os.stat("/proc/self/ns/pid").st_ino)
+    except OSError:
+        boot = namespace = "?"
+    return f"{socket.gethostname()}/{boot}/{namespace}"
+
+
+def _start_time(pid: int) -> str | None:
+    """When process ``pid`` started (clock ticks since boot), None when there is none."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return stat.rsplit(")", 1)[1].split()[19]  # field 22, after the command name
+
+
+def process_tags() -> dict[str, str]:
+    """``host`` and ``pid`` (with its start time) of this process: a resume or reap on the
+    same host tells a dead process from a live one without waiting for the heartbeat."""
+    pid = os.getpid()
+    return {HOST_TAG: host_identity(), PID_TAG: f"{pid}:{_start_time(pid) or '?'}"}
+
+
+def process_gone(run: Run) -> bool:
+    """True when the run's process was on this host (same namespace) and no longer exists
+    or its pid now belongs to another process (a SIGKILL, an OOM kill)."""
+    if run.data.tags.get(HOST_TAG) != host_identity():
         return False
-    return False
+    pid, _, started = run.data.tags.get(PID_TAG, "").partition(":")
+    if not pid.isdigit() or started in ("", "?"):
+        return False
+    return _start_time(int(pid)) != started
+
+
+def resumable_once_stopped(run: Run) -> bool:
+    """Whether a RUNNING run could continue if it were stopped now: it has a checkpoint, or
+    it has not finished an epoch yet."""
+    tags = run.data.tags
+    return CHECKPOINT_EPOCH_TAG in tags or LAST_EPOCH_TAG not in tags
 
 
 class Heartbeat:
@@ -298,11 +329,13 @@ def reap(client: MlflowClient, runs: list[Run], stale_after: float, dry_run: boo
         return stale
     for run in stale:
         age = heartbeat_age(run, now)
-        tags = [
-            RunTag(REAPED_TAG, "true"),
-            RunTag(ERROR_TAG, f"no heartbeat for {age / 60:.0f} min: reaped (process gone)"),
-        ]
-        if CHECKPOINT_EPOCH_TAG in run.data.tags or LAST_EPOCH_TAG not in run.data.tags:
+        why = (
+            "its process on this host is gone"
+            if process_gone(run)
+            else f"no heartbeat for {age / 60:.0f} min"
+        )
+        tags = [RunTag(REAPED_TAG, "true"), RunTag(ERROR_TAG, f"reaped: {why}")]
+        if resumable_once_stopped(run):
             tags.append(RunTag(RESUMABLE_TAG, "true"))
         client.log_batch(run.info.run_id, tags=tags)
         client.set_terminated(run.info.run_id, "KILLED")

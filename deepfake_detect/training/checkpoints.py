@@ -25,7 +25,7 @@ from deepfake_detect.tracking.health import require_free_space
 from deepfake_detect.tracking.lifecycle import raise_if_stop_requested
 from deepfake_detect.tracking.run_state import CheckpointStore
 from deepfake_detect.tracking.vocabulary import CHECKPOINT_EPOCH_TAG, HEARTBEAT_TAG, LAST_EPOCH_TAG
-from deepfake_detect.training.callbacks import ValidationScorer
+from deepfake_detect.training.callbacks import NonFiniteLossGuard, ValidationScorer
 
 STATE_FILE = "state.json"  # written last: a folder with it is complete
 WEIGHTS_FILE = "model.weights.h5"  # model and optimizer variables
@@ -43,6 +43,8 @@ class Checkpoint:
     epoch: int
     stopped: bool  # a callback (early stopping, pruning) had ended training
     callbacks: dict[str, dict]
+    best_weights: list[np.ndarray] | None
+    best_scores: np.ndarray | None
 
     @property
     def next_epoch(self) -> int:
@@ -53,9 +55,23 @@ def read_checkpoint(folder: Path) -> Checkpoint:
     """Load ``folder``'s state (RunFailed naming the folder when it is unreadable)."""
     try:
         state = json.loads((folder / STATE_FILE).read_text())
-        return Checkpoint(folder, int(state["epoch"]), bool(state["stopped"]), state["callbacks"])
-    except (OSError, ValueError, KeyError) as error:
-        raise RunFailed(f"checkpoint {folder} is unreadable ({error})") from error
+        best_weights = best_scores = None
+        if (folder / BEST_WEIGHTS_FILE).is_file():
+            arrays = np.load(folder / BEST_WEIGHTS_FILE)
+            best_weights = [arrays[f"arr_{i}"] for i in range(len(arrays.files))]
+        if (folder / BEST_SCORES_FILE).is_file():
+            best_scores = np.load(folder / BEST_SCORES_FILE)
+        return Checkpoint(
+            folder,
+            int(state["epoch"]),
+            bool(state["stopped"]),
+            state["callbacks"],
+            best_weights,
+            best_scores,
+        )
+    except (OSError, ValueError, KeyError, EOFError) as error:
+        first = str(error).strip().splitlines()[0] if str(error).strip() else repr(error)
+        raise RunFailed(f"checkpoint {folder} is unreadable ({first})") from error
 
 
 def seed_variables(model: keras.Model) -> list:
@@ -112,6 +128,7 @@ class RunCheckpoint(keras.callbacks.Callback):
         keeper: keras.callbacks.EarlyStopping,
         scorer: ValidationScorer,
         resume_from: Checkpoint | None = None,
+        guard: NonFiniteLossGuard | None = None,
     ) -> None:
         super().__init__()
         self.store = store
@@ -121,6 +138,7 @@ class RunCheckpoint(keras.callbacks.Callback):
         self.keeper = keeper
         self.scorer = scorer
         self.resume_from = resume_from
+        self.guard = guard  # an epoch that made the loss NaN is not worth resuming from
         self.seconds = 0.0  # time spent writing checkpoints
 
     def on_train_begin(self, logs: dict | None = None) -> None:
@@ -132,15 +150,14 @@ class RunCheckpoint(keras.callbacks.Callback):
         for index, callback in enumerate(self.tracked):
             for key, value in checkpoint.callbacks.get(_state_key(index, callback), {}).items():
                 setattr(callback, key, value)
-        best = checkpoint.folder / BEST_WEIGHTS_FILE
-        if best.is_file():
-            arrays = np.load(best)
-            self.keeper.best_weights = [arrays[f"arr_{i}"] for i in range(len(arrays.files))]
-        scores = checkpoint.folder / BEST_SCORES_FILE
-        if scores.is_file():
-            self.scorer.scores = {int(self.keeper.best_epoch): np.load(scores)}
+        if checkpoint.best_weights is not None:
+            self.keeper.best_weights = checkpoint.best_weights
+        if checkpoint.best_scores is not None:
+            self.scorer.scores = {int(self.keeper.best_epoch): checkpoint.best_scores}
 
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        if self.guard is not None and self.guard.reason:
+            return  # the run fails; the previous checkpoint (good weights) stays the newest
         start = time.perf_counter()
         self.save(epoch)
         self.seconds += time.perf_counter() - start

@@ -257,14 +257,16 @@ def resume_point(
     expected = client.get_run(run_id).data.tags.get(CHECKPOINT_EPOCH_TAG)
     folders = attempt.checkpoints.fetch(run_id, expected)
     problems = []
-    for folder in folders:
+    for index, folder in enumerate(folders):
         try:
             checkpoint = read_checkpoint(folder)
             restore_model(model, checkpoint)
             return checkpoint, logged
         except RunFailed as error:
-            log.warning("%s; trying the checkpoint before it", error)
+            more = "; trying the one before it" if index + 1 < len(folders) else ""
+            log.warning("%s%s", error, more)
             problems.append(str(error))
+            folder.rename(folder.with_name(f".unreadable-{folder.name}"))  # never again
     if logged < 0 and not folders:
         return None, logged  # stopped before its first epoch ended: start at epoch 0
     found = "; ".join(problems) or f"no checkpoint in {attempt.checkpoints.folder}"
@@ -346,7 +348,9 @@ def fit_and_log(
         logger,
         *([pruner] if pruner else []),  # it reads what the others wrote and logged
     ]
-    saver = RunCheckpoint(attempt.checkpoints, client, run_id, tracked, keeper, scorer, checkpoint)
+    saver = RunCheckpoint(
+        attempt.checkpoints, client, run_id, tracked, keeper, scorer, checkpoint, guard
+    )
     fit_start = time.perf_counter()
     if start < epochs and not (checkpoint and checkpoint.stopped):
         if checkpoint:

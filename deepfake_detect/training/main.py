@@ -136,7 +136,14 @@ def stale_after(cfg: DictConfig) -> float:
     return 3 * float(cfg.trainer.heartbeat_seconds)
 
 
-def plan(cfg: DictConfig, job: JobContext, client, experiment_id: str, params: dict[str, str]):
+def plan(
+    cfg: DictConfig,
+    job: JobContext,
+    client,
+    experiment_id: str,
+    params: dict[str, str],
+    fingerprint: str,
+):
     """New run, resume (``trainer.resume``, a relaunched sweep job) or skip (-> RunPlan)."""
     from deepfake_detect.tracking.resume import plan_run
 
@@ -144,6 +151,7 @@ def plan(cfg: DictConfig, job: JobContext, client, experiment_id: str, params: d
         client,
         experiment_id,
         params,
+        fingerprint,
         OmegaConf.select(cfg, "trainer.resume"),
         job.parent_run_id,
         bool(OmegaConf.select(cfg, "sweep.skip_finished", default=True)),
@@ -184,7 +192,7 @@ def run_training(cfg: DictConfig, job: JobContext | None = None) -> float:
     return the objective (best ``trainer.monitor``)."""
     from mlflow.entities import Param
 
-    from deepfake_detect.data.prepare import prepare_data
+    from deepfake_detect.data.prepare import prepare_data, scan_data
     from deepfake_detect.tracking.lifecycle import tracked_run
     from deepfake_detect.tracking.resume import config_hash
     from deepfake_detect.tracking.run_state import checkpoint_store
@@ -197,7 +205,8 @@ def run_training(cfg: DictConfig, job: JobContext | None = None) -> float:
     client = store_client(uri)
     params = config_params(cfg)
     digest = config_hash(params)
-    decision = plan(cfg, job, client, experiment_id, params)
+    scanned = scan_data(cfg.data)
+    decision = plan(cfg, job, client, experiment_id, params, scanned.fingerprint)
     if decision.action == "skip":
         run = decision.run
         print(f"sweep job {job.job_num}: already FINISHED as run {run.info.run_id}; skipped")
@@ -205,7 +214,7 @@ def run_training(cfg: DictConfig, job: JobContext | None = None) -> float:
     existing = decision.run
     attempt_number = int(existing.data.tags.get(RESUME_COUNT_TAG, "0")) + 1 if existing else 0
     load_start = time.perf_counter()
-    data = prepare_data(cfg.data)
+    data = prepare_data(cfg.data, scanned)
     load_seconds = time.perf_counter() - load_start
     changes = dict(decision.changes or {})
     if existing:

@@ -66,6 +66,7 @@ def sweep_identity(config: DictConfig) -> str:
 
     overrides = [o for o in config.hydra.overrides.task if not is_volatile(override_key(o))]
     identity = {
+        "data": data_fingerprint(config),
         "experiment": str(config.tracking.experiment),
         "overrides": sorted(overrides),
         "params": grid_params(config),
@@ -73,6 +74,17 @@ def sweep_identity(config: DictConfig) -> str:
         "search": str(config.hydra.runtime.choices.get("hparams_search")),
     }
     return hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def data_fingerprint(config: DictConfig) -> str:
+    """The data's fingerprint (other data: another sweep); jobs report a data error."""
+    from deepfake_detect.data.layout import DataError
+    from deepfake_detect.data.prepare import scan_data
+
+    try:
+        return scan_data(config.data).fingerprint
+    except DataError:
+        return "unreadable"
 
 
 def override_key(override: str) -> str:
@@ -83,7 +95,7 @@ def override_key(override: str) -> str:
 def previous_parent(client, experiment_id: str, identity: str, stale_after: float):
     """The newest parent run of the same sweep, to continue (None: there is none); raises
     ConfigError while that sweep still runs elsewhere."""
-    from deepfake_detect.tracking.run_state import heartbeat_age
+    from deepfake_detect.tracking.run_state import heartbeat_age, process_gone
 
     runs = client.search_runs(
         [experiment_id],
@@ -94,10 +106,13 @@ def previous_parent(client, experiment_id: str, identity: str, stale_after: floa
     if not runs:
         return None
     parent = runs[0]
-    if parent.info.status == "RUNNING" and heartbeat_age(parent) <= stale_after:
+    running = parent.info.status == "RUNNING" and not process_gone(parent)
+    if running and heartbeat_age(parent) <= stale_after:
         raise ConfigError(
             f"the same sweep is still running (parent run {parent.info.run_id}); wait for it, "
-            "or add sweep.skip_finished=false to start a separate sweep"
+            "or add sweep.skip_finished=false to start a separate sweep; if its process is "
+            f"gone (another machine): deepfake-detect runs reap --run {parent.info.run_id} "
+            "--stale-after 0s"
         )
     return parent
 
@@ -151,7 +166,7 @@ class MlflowSweepCallback(Callback):
         from mlflow.entities import Param, RunTag
 
         from deepfake_detect.tracking.health import StoreUnavailableError, check_store_reachable
-        from deepfake_detect.tracking.run_state import Heartbeat
+        from deepfake_detect.tracking.run_state import Heartbeat, process_tags
         from deepfake_detect.tracking.store import (
             ensure_experiment,
             resolve_tracking_uri,
@@ -174,6 +189,7 @@ class MlflowSweepCallback(Callback):
             sys.exit(2 if isinstance(error, ConfigError) else 1)
         warn_if_optuna_cannot_learn_pruning(config)
         tags = {
+            **process_tags(),
             RUN_TYPE_TAG: SWEEP,
             SWEEP_HASH_TAG: identity,
             "hydra_overrides": " ".join(config.hydra.overrides.task),

@@ -55,9 +55,10 @@ class PruningOptunaSweeper(OptunaSweeper):
             OmegaConf.select(impl.config, "tracking.uri") if impl.config else None
         )
         unfinished: list[dict[str, float]] = []
-        if journal is not None and journal.load():
-            done = len(journal.records)
+        if journal is not None:
+            done = len(journal.load())
             unfinished = journal.unfinished_trials(list(impl.params or {}))
+        if journal is not None and (done or unfinished):
             log.info(
                 "optuna: continuing the study with its %d told trial(s); %d stopped trial(s) "
                 "resume first",
