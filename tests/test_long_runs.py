@@ -95,6 +95,11 @@ def test_sigterm_then_resume_continues_the_same_run(tiny_data, tmp_path):
     run = found[0]
     assert run.info.status == "FINISHED"
     assert run.data.tags["resume_count"] == "1"
+    (dataset,) = run.inputs.dataset_inputs  # the UI's Dataset column, logged once
+    assert dataset.dataset.digest == run.data.tags["dataset_fingerprint"]
+    assert str(tiny_data) in dataset.dataset.source
+    assert run.data.tags["mlflow.source.name"] == "deepfake_detect.train"
+    assert run.data.tags["mlflow.user"]
     for key in (*EPOCH_KEYS, "lr"):
         assert steps(client, run_id, key) == [0, 1, 2, 3, 4], key
     assert not checkpoints.exists()  # removed once the run finished

@@ -43,8 +43,44 @@ def _choice(key: str, value: object, allowed: tuple[str, ...]) -> None:
         raise ConfigError(f"{key}={value!r}: choose one of {', '.join(allowed)}")
 
 
+SYNTHETIC_DATASET = "synthetic"  # the one dataset whose root has a default
+CACHES: tuple[str, ...] = ("disk", "memory", "none")
+
+
+def check_data_config(data: DictConfig) -> None:
+    """The ``data`` group: a root for every real dataset, two classes, a known cache."""
+    if data.name != SYNTHETIC_DATASET and not data.get("root"):
+        raise ConfigError(
+            f"data.root is not set for data={data.name}: add data.root=/path/to/Data (the "
+            "folder with Train/, Validation/ and Test/)"
+        )
+    classes = list(data.classes) if OmegaConf.is_list(data.classes) else data.classes
+    if (
+        not isinstance(classes, list)
+        or len(classes) != 2
+        or len(set(map(str, classes))) != 2
+        or not all(isinstance(c, str) and c for c in classes)
+    ):
+        raise ConfigError(
+            f"data.classes={classes!r}: expected exactly two class folder names, e.g. [Fake,Real]"
+        )
+    if data.positive_class not in classes:
+        raise ConfigError(
+            f"data.positive_class={data.positive_class!r}: choose one of {', '.join(classes)}"
+        )
+    _choice("data.cache", data.cache, CACHES)
+    if not isinstance(data.skip_corrupt, bool):
+        raise ConfigError(f"data.skip_corrupt={data.skip_corrupt!r}: use true or false")
+
+
 def check_training_config(cfg: DictConfig) -> None:
     """Raise ConfigError for values that would waste a run (epochs < 1, unknown monitor, ...)."""
+    check_data_config(cfg.data)
+    _integer("seed", cfg.seed, 0)
+    _positive_number("optimizer.lr", cfg.optimizer.lr)
+    parallel = cfg.trainer.parallel_calls
+    if parallel is not None:
+        _integer("trainer.parallel_calls", parallel, 1)
     _integer("trainer.epochs", cfg.trainer.epochs, 1)
     _integer("trainer.batch_size", cfg.trainer.batch_size, 1)
     monitor = cfg.trainer.monitor

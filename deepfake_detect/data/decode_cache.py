@@ -14,8 +14,12 @@ import json
 import logging
 import os
 import shutil
+import sys
 import tempfile
+import time
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -39,18 +43,54 @@ class DecodedSplit:
     from_cache: bool
 
 
+PROGRESS_EVERY_S = 30.0  # log-line interval when stderr is not a terminal (SLURM logs, CI)
+
+
+@contextmanager
+def reported_progress(total: int, what: str) -> Iterator[Callable[[int], None]]:
+    """``update(n)`` for ``n`` more images: a tqdm bar (count, rate, ETA) on a terminal,
+    else a log line every PROGRESS_EVERY_S seconds and at the end."""
+    if sys.stderr.isatty():
+        from tqdm import tqdm
+
+        with tqdm(total=total, desc=what, unit="img", file=sys.stderr, leave=False) as bar:
+            yield bar.update
+        return
+    start = last = time.monotonic()
+    done = 0
+
+    def update(count: int) -> None:
+        nonlocal done, last
+        done += count
+        now = time.monotonic()
+        if now - last >= PROGRESS_EVERY_S or done == total:
+            rate = done / max(now - start, 1e-9)
+            eta = (total - done) / rate if rate > 0 else float("inf")
+            log.info("%s: %d/%d images, %.0f img/s, ETA %.0f s", what, done, total, rate, eta)
+            last = now
+
+    yield update
+
+
 def decode_split(
     files: SplitFiles, size: int, skip_corrupt: bool, workers: int | None = None
 ) -> DecodedSplit:
-    """Decode every file in parallel threads; corrupt files raise or are skipped."""
+    """Decode every file in parallel threads, with progress; a corrupt file stops at once
+    (strict: the images still queued are not decoded) or is skipped and listed."""
     images = np.empty((len(files), size, size, 3), dtype=np.uint8)
     keep = np.ones(len(files), dtype=bool)
     skipped: list[str] = []
-    with ThreadPoolExecutor(max_workers=workers or min(32, (os.cpu_count() or 2) * 2)) as pool:
+    what = f"decoding {files.root / files.split} at {size} px"
+    with (
+        ThreadPoolExecutor(max_workers=workers or min(32, (os.cpu_count() or 2) * 2)) as pool,
+        reported_progress(len(files), what) as advance,
+    ):
         results = pool.map(lambda p: try_load_image(p, size), files.paths)
         for index, (path, result) in enumerate(zip(files.paths, results, strict=True)):
+            advance(1)
             if isinstance(result, str):
                 if not skip_corrupt:
+                    pool.shutdown(wait=False, cancel_futures=True)
                     raise DataError(
                         f"cannot decode image {path} ({result}); remove or replace the file, "
                         "or set data.skip_corrupt=true to skip unreadable images"

@@ -17,11 +17,21 @@ DECODE_ERRORS: tuple[type[BaseException], ...] = (
 )
 
 
+def to_8bit(image: Image.Image) -> Image.Image:
+    """16-bit (and 32-bit integer) grayscale scaled to 8 bit; PIL's own conversion clips
+    everything above 255 to white."""
+    if image.mode not in ("I", "I;16", "I;16B", "I;16L", "I;16N"):
+        return image
+    values = np.asarray(image, dtype=np.float64)
+    top = 65535.0 if image.mode.startswith("I;16") or values.max() > 255 else 255.0
+    return Image.fromarray(np.clip(np.rint(values * 255.0 / top), 0, 255).astype(np.uint8), "L")
+
+
 def load_image(path: Path, size: int) -> np.ndarray:
     """Decode any image (grayscale, RGBA, palette, any size) to uint8 RGB ``size x size``."""
     with Image.open(path) as image:
         image.load()
-        rgb = image.convert("RGB")
+        rgb = to_8bit(image).convert("RGB")
     if rgb.size != (size, size):
         rgb = rgb.resize((size, size), Image.BILINEAR)
     return np.asarray(rgb, dtype=np.uint8)

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 
+log = logging.getLogger(__name__)
 IMAGE_SUFFIXES: frozenset[str] = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp"})
 SYNTH_HINT = (
     "make one with `deepfake-detect synth DIR` (or `make data`), or point data.root at a "
@@ -36,14 +39,35 @@ def is_image_file(path: Path) -> bool:
     return not path.name.startswith(".") and path.suffix.lower() in IMAGE_SUFFIXES
 
 
+def _unlistable(error: OSError) -> None:
+    raise DataError(
+        f"cannot list folder {error.filename} ({error.strerror}); fix its permissions or move "
+        "it out of the dataset"
+    )
+
+
 def list_images(folder: Path) -> list[Path]:
-    """All image files under ``folder`` (recursive), sorted for a stable order."""
-    found = [
-        Path(dirpath) / name
-        for dirpath, _, names in os.walk(folder)
-        for name in names
-        if is_image_file(Path(name))
-    ]
+    """All image files under ``folder`` (recursive), sorted for a stable order.
+
+    Symlinks count as the files they point to; a dangling one or a loop is kept, so decoding
+    reports it as unreadable (skipped with ``data.skip_corrupt``). Anything that is not a
+    regular file (a FIFO or device named ``x.jpg``) is left out with a warning: opening it
+    could block for ever. A sub-folder that cannot be listed is an error naming it.
+    """
+    found = []
+    for dirpath, _, names in os.walk(folder, onerror=_unlistable):
+        for name in names:
+            path = Path(dirpath) / name
+            if not is_image_file(path):
+                continue
+            try:
+                regular = stat.S_ISREG(path.stat().st_mode)
+            except OSError:  # dangling symlink, loop: the decoder names it
+                regular = True
+            if regular:
+                found.append(path)
+            else:
+                log.warning("ignoring %s: not a regular file", path)
     return sorted(found)
 
 
@@ -83,6 +107,14 @@ def scan_split(root: Path, split: str, classes: list[str]) -> SplitFiles:
         raise DataError(f"split folder {split_dir} is missing; {SYNTH_HINT}")
     paths: list[Path] = []
     labels: list[int] = []
+    extra = sorted(p.name for p in split_dir.iterdir() if p.is_dir() and p.name not in classes)
+    if extra:
+        log.warning(
+            "ignoring folder(s) %s in %s: not one of data.classes %s",
+            ", ".join(extra),
+            split_dir,
+            classes,
+        )
     for label, name in enumerate(classes):
         class_dir = split_dir / name
         if not class_dir.is_dir():
@@ -101,11 +133,15 @@ def fingerprints(files: list[SplitFiles]) -> tuple[str, str]:
     plain, timed = hashlib.sha256(), hashlib.sha256()
     for split in files:
         for path, label in zip(split.paths, split.labels, strict=True):
-            stat = path.stat()
+            try:
+                info = path.stat()
+                size, mtime = info.st_size, info.st_mtime_ns
+            except OSError:  # dangling symlink or loop: unreadable, reported when decoding
+                size, mtime = -1, -1
             rel = path.relative_to(split.root).as_posix()
-            entry = f"{rel}\0{stat.st_size}\0{label}".encode()
+            entry = f"{rel}\0{size}\0{label}".encode()
             plain.update(entry + b"\n")
-            timed.update(entry + f"\0{stat.st_mtime_ns}\n".encode())
+            timed.update(entry + f"\0{mtime}\n".encode())
     return plain.hexdigest()[:16], timed.hexdigest()[:16]
 
 

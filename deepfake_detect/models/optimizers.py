@@ -7,7 +7,7 @@ import keras
 
 def adam(lr: float, name: str = "adam", **options: float) -> keras.optimizers.Optimizer:
     """Adam with learning rate ``lr``."""
-    return keras.optimizers.Adam(learning_rate=lr, name=name, **options)
+    return keras.optimizers.Adam(learning_rate=float(lr), name=name, **options)
 
 
 def sgd(
@@ -15,7 +15,7 @@ def sgd(
 ) -> keras.optimizers.Optimizer:
     """SGD with (Nesterov) momentum."""
     return keras.optimizers.SGD(
-        learning_rate=lr, momentum=momentum, nesterov=nesterov, name=name, **options
+        learning_rate=float(lr), momentum=momentum, nesterov=nesterov, name=name, **options
     )
 
 
@@ -23,4 +23,6 @@ def adamw(
     lr: float, name: str = "adamw", weight_decay: float = 1e-4, **options: float
 ) -> keras.optimizers.Optimizer:
     """AdamW (decoupled weight decay)."""
-    return keras.optimizers.AdamW(learning_rate=lr, weight_decay=weight_decay, name=name, **options)
+    return keras.optimizers.AdamW(
+        learning_rate=float(lr), weight_decay=weight_decay, name=name, **options
+    )

@@ -55,9 +55,50 @@ from deepfake_detect.tracking.vocabulary import (
 log = logging.getLogger(__name__)
 
 
+def source_tags() -> dict[str, str]:
+    """MLflow's standard source tags (the run table's Source and User columns)."""
+    import getpass
+
+    from mlflow.utils import mlflow_tags
+
+    commit = git_commit().removesuffix("-dirty")
+    tags = {
+        mlflow_tags.MLFLOW_SOURCE_NAME: "deepfake_detect.train",
+        mlflow_tags.MLFLOW_SOURCE_TYPE: "LOCAL",
+        mlflow_tags.MLFLOW_USER: getpass.getuser(),
+    }
+    if commit != "unknown":
+        tags[mlflow_tags.MLFLOW_GIT_COMMIT] = commit
+    return tags
+
+
+def log_dataset_input(client, run_id: str, cfg: DictConfig, data) -> None:
+    """The data as an MLflow dataset input (the run table's Dataset column): name, digest =
+    the data fingerprint, source = the root, image counts per split as its profile."""
+    import json
+
+    from mlflow.entities import Dataset, DatasetInput, InputTag
+    from mlflow.utils.mlflow_tags import MLFLOW_DATASET_CONTEXT
+
+    counts = {"train": len(data.train.labels), "val": len(data.val.labels)}
+    if data.test is not None:
+        counts["test"] = len(data.test.labels)
+    dataset = Dataset(
+        name=str(cfg.data.name),
+        digest=data.fingerprint,
+        source_type="local",
+        source=json.dumps({"uri": str(data.root)}),
+        profile=json.dumps({"num_images": counts, "class_names": data.class_names}),
+    )
+    client.log_inputs(
+        run_id, datasets=[DatasetInput(dataset, tags=[InputTag(MLFLOW_DATASET_CONTEXT, "train")])]
+    )
+
+
 def job_tags(cfg: DictConfig, job: JobContext, digest: str) -> dict[str, str]:
     """Tags every attempt sets: what kind of run, which config (hash), under which parent."""
     tags = {
+        **source_tags(),
         RUN_TYPE_TAG: TRAINING,
         MODEL_TAG: str(cfg.model.name),
         GIT_COMMIT_TAG: git_commit(),
@@ -254,6 +295,8 @@ def run_training(cfg: DictConfig, job: JobContext | None = None) -> float:
         logged = existing.data.params if existing else {}
         client.log_batch(run_id, params=[Param(k, v) for k, v in params.items() if k not in logged])
         client.log_metric(run_id, "data_load_seconds", load_seconds, step=attempt_number)
+        if not existing:
+            log_dataset_input(client, run_id, cfg, data)
         if data.skipped:
             client.log_metric(run_id, "skipped_images", data.skipped, step=attempt_number)
         attempt = Attempt(
