@@ -23,7 +23,7 @@ from deepfake_detect.tracking.vocabulary import (
     RUN_TYPE_TAG,
     SWEEP,
 )
-from tests.conftest import TINY_SIZE, detect, run_cli, tiny_overrides
+from tests.conftest import detect, run_cli, tiny_overrides
 
 EXPERIMENT = "deepfake_detect"
 
@@ -175,23 +175,8 @@ def test_sigkill_reap_then_resume(tiny_data, tmp_path):
 
 
 def multirun(tiny_data: Path, tmp_path: Path, uri: str, *overrides: str):
-    return run_cli(
-        [
-            "-m",
-            "deepfake_detect.train",
-            "-m",
-            f"data.root={tiny_data}",
-            f"data.image_size={TINY_SIZE}",
-            f"data.cache_dir={tmp_path / 'cache'}",
-            f"tracking.uri={uri}",
-            f"paths.log_dir={tmp_path / 'logs'}",
-            "trainer.batch_size=8",
-            "trainer.verbose=0",
-            "trainer.epochs=2",
-            *overrides,
-        ],
-        cwd=tmp_path,
-    )
+    overrides = (*tiny_overrides(tiny_data, uri, tmp_path / "cache"), *overrides)
+    return run_cli(["-m", "deepfake_detect.train", "-m", *overrides], cwd=tmp_path)
 
 
 def sweep_runs(uri: str):

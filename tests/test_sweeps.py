@@ -9,7 +9,7 @@ import yaml
 
 from deepfake_detect.tracking.store import store_client
 from deepfake_detect.tracking.vocabulary import PARENT_TAG, RUN_TYPE_TAG, SWEEP
-from tests.conftest import TINY_SIZE, run_cli
+from tests.conftest import run_cli, tiny_overrides
 from tests.helpers import write_separable_data
 
 pytestmark = [pytest.mark.slow, pytest.mark.training]
@@ -18,23 +18,12 @@ pytestmark = [pytest.mark.slow, pytest.mark.training]
 def multirun(tiny_data: Path, tmp_path: Path, *overrides: str, output: list | None = None):
     """Run a multirun; its stdout+stderr is appended to ``output`` when given."""
     uri = f"sqlite:///{tmp_path / 'store' / 'mlflow.db'}"
-    result = run_cli(
-        [
-            "-m",
-            "deepfake_detect.train",
-            "-m",
-            f"data.root={tiny_data}",
-            f"data.image_size={TINY_SIZE}",
-            f"data.cache_dir={tmp_path / 'cache'}",
-            f"tracking.uri={uri}",
-            "trainer.epochs=2",
-            "trainer.batch_size=8",
-            "trainer.verbose=0",
-            f"hydra.sweep.dir={tmp_path / 'sweep'}",
-            *overrides,
-        ],
-        cwd=tmp_path,
+    overrides = (
+        *tiny_overrides(tiny_data, uri, tmp_path / "cache"),
+        f"hydra.sweep.dir={tmp_path / 'sweep'}",
+        *overrides,
     )
+    result = run_cli(["-m", "deepfake_detect.train", "-m", *overrides], cwd=tmp_path)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     if output is not None:
         output.append(result.stdout + result.stderr)

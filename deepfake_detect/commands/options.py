@@ -22,8 +22,8 @@ def add_tracking_options(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def add_run_selection(parser: argparse.ArgumentParser) -> None:
-    """``--experiment`` (repeatable), ``--sweep`` and ``--metric``."""
+def add_run_filters(parser: argparse.ArgumentParser) -> None:
+    """``--experiment`` (repeatable) and ``--sweep``."""
     parser.add_argument(
         "--experiment",
         action="append",
@@ -31,6 +31,11 @@ def add_run_selection(parser: argparse.ArgumentParser) -> None:
         help="experiment name (repeatable; default: all experiments)",
     )
     parser.add_argument("--sweep", help="only the children of this sweep's parent run id")
+
+
+def add_run_selection(parser: argparse.ArgumentParser) -> None:
+    """The run filters plus ``--metric`` (leaderboard, promote)."""
+    add_run_filters(parser)
     parser.add_argument("--metric", default="val_auc", help="ranking metric (default val_auc)")
 
 

@@ -6,7 +6,11 @@ from __future__ import annotations
 import argparse
 import sys
 
-from deepfake_detect.commands.options import add_tracking_options, positive_int
+from deepfake_detect.commands.options import (
+    add_run_filters,
+    add_tracking_options,
+    positive_int,
+)
 
 DEFAULT_STALE_AFTER = "30m"
 
@@ -22,13 +26,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     for action in (listing, reaping):
         add_tracking_options(action)
-        action.add_argument(
-            "--experiment",
-            action="append",
-            default=[],
-            help="experiment name (repeatable; default: all experiments)",
-        )
-        action.add_argument("--sweep", help="only the children of this sweep's parent run id")
+        add_run_filters(action)
         action.add_argument("--run", help="only this run id")
     listing.add_argument(
         "--status",

@@ -183,11 +183,13 @@ def plan_run(
         return RunPlan("new")
     _check_continuable(run, experiment_id, stale_after)
     changes = config_changes(run.data.params, params)
+    if not _same_data(run, fingerprint):  # data.root may move, the files may not change
+        changes["dataset_fingerprint"] = f"{run.data.tags[FINGERPRINT_TAG]} -> {fingerprint}"
     if changes and not allow_changes:
         listed = "; ".join(f"{key}: {change}" for key, change in changes.items())
         raise ResumeError(
-            f"cannot resume run {run.info.run_id}: its config differs ({listed}); pass the "
-            f"run's overrides ({run.data.tags.get('hydra_overrides') or 'none'}) or add "
-            "trainer.resume_allow_changes=true"
+            f"cannot resume run {run.info.run_id}: its config or data differs ({listed}); pass "
+            f"the run's overrides ({run.data.tags.get('hydra_overrides') or 'none'}) and data, "
+            "or add trainer.resume_allow_changes=true"
         )
     return RunPlan("resume", run, changes)

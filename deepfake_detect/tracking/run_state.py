@@ -150,11 +150,6 @@ class CheckpointStore:
             return []
         return sorted((p for p in self.folder.glob("epoch-*") if p.is_dir()), reverse=True)
 
-    def latest(self) -> Path | None:
-        """The newest complete local epoch folder, or None."""
-        done = self.complete()
-        return done[0] if done else None
-
     def staging(self, epoch: int) -> Path:
         """An empty temporary folder to write epoch ``epoch``'s checkpoint into."""
         self.folder.mkdir(parents=True, exist_ok=True)

@@ -11,6 +11,7 @@ so a resumed run trains the epochs it had left as an uninterrupted one would.
 from __future__ import annotations
 
 import json
+import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -94,6 +95,11 @@ def restore_model(model: keras.Model, checkpoint: Checkpoint) -> None:
         raise RunFailed(f"checkpoint {checkpoint.folder} is unreadable ({first})") from error
 
 
+def variable_bytes(variables: list) -> int:
+    """Bytes the variables take, from their shapes (no copy of the weights)."""
+    return sum(math.prod(v.shape) * np.dtype(v.dtype).itemsize for v in variables)
+
+
 def callback_state(callback: keras.callbacks.Callback) -> dict:
     """The public attributes of ``callback`` that JSON can hold (counters, bests, histories)."""
     state = {}
@@ -166,8 +172,8 @@ class RunCheckpoint(keras.callbacks.Callback):
     def save(self, epoch: int) -> Path:
         """Write epoch ``epoch``'s checkpoint (complete or not at all) and tag the run."""
         staged = self.store.staging(epoch)
-        weights = sum(v.numpy().nbytes for v in self.model.variables)
-        optimizer = sum(v.numpy().nbytes for v in getattr(self.model.optimizer, "variables", []))
+        weights = variable_bytes(self.model.variables)
+        optimizer = variable_bytes(getattr(self.model.optimizer, "variables", []))
         require_free_space(staged, 2 * weights + optimizer + 2**20, "the checkpoint")
         self.model.save_weights(staged / WEIGHTS_FILE)
         np.savez(staged / SEEDS_FILE, *[v.numpy() for v in seed_variables(self.model)])

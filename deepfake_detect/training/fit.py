@@ -78,7 +78,6 @@ class FitResult:
     registered_version: str | None
     pruned_epoch: int | None = None  # set when sweep pruning stopped the trial
     monitor_history: tuple[float, ...] = ()  # trainer.monitor at every epoch
-    resumed_at: int | None = None  # the first epoch this attempt trained, when resumed
 
 
 @dataclass(frozen=True)
@@ -88,7 +87,6 @@ class Attempt:
 
     number: int
     checkpoints: CheckpointStore
-    keep_checkpoints: bool = False
 
     @property
     def resuming(self) -> bool:
@@ -423,5 +421,4 @@ def fit_and_log(
         registered_version=str(version) if version is not None else None,
         pruned_epoch=pruner.pruned_epoch if pruner else None,
         monitor_history=tuple(logger.history.get(str(cfg.trainer.monitor), ())),
-        resumed_at=start if checkpoint else None,
     )

@@ -201,25 +201,6 @@ def plan(
     )
 
 
-def data_changes(cfg: DictConfig, run, fingerprint: str) -> dict[str, str]:
-    """A resume may read the data from another folder (another machine), not other data:
-    the run's dataset fingerprint (relative paths and sizes) must match, unless
-    ``trainer.resume_allow_changes`` (then the change is returned for the tag)."""
-    from deepfake_detect.tracking.resume import ResumeError
-
-    logged = run.data.tags.get(FINGERPRINT_TAG)
-    if logged is None or logged == fingerprint:
-        return {}
-    change = {"dataset_fingerprint": f"{logged} -> {fingerprint}"}
-    if OmegaConf.select(cfg, "trainer.resume_allow_changes", default=False):
-        return change
-    raise ResumeError(
-        f"cannot resume run {run.info.run_id}: the data under data.root={cfg.data.root} is not "
-        f"what it trained on (dataset fingerprint {logged}, now {fingerprint}); point data.root "
-        "at the same files or add trainer.resume_allow_changes=true"
-    )
-
-
 def finished_objective(client, run) -> float:
     """A skipped (already FINISHED) sweep job's objective: its monitor at its best epoch."""
     monitor = run.data.params.get("trainer.monitor", "val_auc")
@@ -257,9 +238,7 @@ def run_training(cfg: DictConfig, job: JobContext | None = None) -> float:
     load_start = time.perf_counter()
     data = prepare_data(cfg.data, scanned)
     load_seconds = time.perf_counter() - load_start
-    changes = dict(decision.changes or {})
-    if existing:
-        changes.update(data_changes(cfg, existing, data.fingerprint))
+    changes = decision.changes
     name = existing.info.run_name if existing else run_name(str(cfg.run_name), job.overrides)
     tags = run_tags(cfg, job, digest, data.fingerprint, data.class_names, data.skipped)
     if existing:
