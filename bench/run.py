@@ -25,8 +25,9 @@ PROFILES = {
         "size": 256,
         "per_class": 512,
         "epochs": 6,
-        "repeats": 3,
+        "repeats": 5,
         "lb_stores": [(1000, 10), (4000, 10), (16000, 10), (1000, 40)],
+        "cache_counts": (1000, 4000),
         # the demo grid with and without sweep.pruning: (image px, extra overrides) or None
         "pruning_grid": (128, ()),
         "sweep_epochs": 6,
@@ -34,9 +35,10 @@ PROFILES = {
     "quick": {
         "size": 256,
         "per_class": 128,
-        "epochs": 5,
-        "repeats": 2,
+        "epochs": 3,
+        "repeats": 5,
         "lb_stores": [(1000, 10)],
+        "cache_counts": (500, 2000),
         "pruning_grid": None,
         "sweep_epochs": 4,
     },
@@ -46,6 +48,7 @@ PROFILES = {
         "epochs": 2,
         "repeats": 1,
         "lb_stores": [(20, 10), (20, 20)],
+        "cache_counts": (40, 160),
         "pruning_grid": (32, ("trainer.epochs=3", "optimizer.lr=0.001,0.003", "model.dropout=0.0")),
         "sweep_epochs": 2,
     },
@@ -125,10 +128,10 @@ def training_cases(profile: dict, work: Path) -> tuple[dict, dict]:
         for key, value in share.items():
             shares.setdefault(key, []).append(value)
     speed = {name: [t.images_per_s for t in values] for name, values in runs.items()}
-    pairs = list(zip(speed["seed_loop"], speed["ours"], speed["ceiling"], strict=True))
     ratios = {
-        "ours_vs_seed_loop": statistics.median(o / s for s, o, _ in pairs),
-        "pipeline_efficiency": statistics.median(o / c for _, o, c in pairs),
+        "ours_vs_seed_loop": paired_ratio(speed["ours"], speed["seed_loop"]),
+        "pipeline_efficiency": paired_ratio(speed["ours"], speed["ceiling"]),
+        "tracked_vs_ours": paired_ratio(speed["tracked"], speed["ours"]),
         # seconds inside each trainer callback / fit seconds (the loop waits for them):
         # tracking_overhead (MLflow logger), exact_val_metrics_overhead (exact val metrics from
         # the epoch's one predict pass), precise_batchnorm_overhead (16 forward batches)
@@ -147,10 +150,41 @@ def training_cases(profile: dict, work: Path) -> tuple[dict, dict]:
     return table, {"ratios": ratios, "machine": machine_facts(policy)}
 
 
+NOISY_SPREAD = 0.10  # a ratio whose per-pair values spread more than this is not a figure
+
+
+def paired_ratio(numerators: list[float], denominators: list[float]) -> dict[str, object]:
+    """The median of the per-repeat ratios (each pair ran back to back, so machine drift
+    cancels) and its spread, (max - min) / median; ``noisy`` when the spread is over 10 %."""
+    pairs = [n / d for n, d in zip(numerators, denominators, strict=True)]
+    median = statistics.median(pairs)
+    spread = (max(pairs) - min(pairs)) / median if len(pairs) > 1 else float("nan")
+    return {
+        "median": median,
+        "spread": spread,
+        "pairs": pairs,
+        "noisy": not spread <= NOISY_SPREAD,
+    }
+
+
+def ratio_line(label: str, ratio: dict, target: str) -> str:
+    """``label  1.31x  spread 4% over 5 pairs  (target)``, flagged when the spread is wide."""
+    pairs = ratio["pairs"]
+    text = f"{label:<22} {ratio['median']:.2f}x  spread {100 * ratio['spread']:.0f}% over "
+    text += f"{len(pairs)} pairs ({min(pairs):.2f}..{max(pairs):.2f})   ({target})"
+    if len(pairs) < 2:
+        text += "\n    NOISY: one pair has no spread to judge; not a clean figure (QUICK=1 or the "
+        text += "full bench repeat 5 times)"
+    elif ratio["noisy"]:
+        text += "\n    NOISY: the pairs disagree by more than 10 %; not a clean figure (rerun on "
+        text += "an idle machine, or with more repeats)"
+    return text
+
+
 def print_table(result: dict) -> None:
     print(f"\n{'case':<22}{'figure':>16}  detail")
     for name, case in result["cases"].items():
-        if name == "leaderboard_export":
+        if name in ("leaderboard_export", "cache_build"):
             continue
         if "images_per_s" in case:
             print(f"{name:<22}{case['images_per_s']:>12.1f} img/s  {case.get('precision', '')}")
@@ -185,9 +219,20 @@ def print_table(result: dict) -> None:
         )
         share = 100 * pruned["pruning_share_of_fit"]
         print(f"  pruning decisions: {share:.3f}% of fit time   (goal < 1%)")
+    cache = result["cases"].get("cache_build")
+    if cache:
+        small, large = cache["images"]
+        print(
+            f"cache build (256 px): {cache['images_per_s'][0]:.0f} / "
+            f"{cache['images_per_s'][1]:.0f} img/s for {small} / {large} images; peak RssAnon "
+            f"{cache['peak_anon_mb'][0]:.0f} / {cache['peak_anon_mb'][1]:.0f} MB: grows "
+            f"{cache['anon_growth_mb']:.0f} MB   (goal < {cache['goal_growth_mb']:.0f} MB)"
+        )
     ratios = result["ratios"]
-    print(f"\nours / seed_loop       {ratios['ours_vs_seed_loop']:.2f}x   (target >= 1.25x)")
-    print(f"pipeline efficiency    {ratios['pipeline_efficiency']:.2f}    (target >= 0.95)")
+    print()
+    print(ratio_line("ours / seed_loop", ratios["ours_vs_seed_loop"], "target >= 1.25x"))
+    print(ratio_line("pipeline efficiency", ratios["pipeline_efficiency"], "target >= 0.95"))
+    print(ratio_line("tracked / ours", ratios["tracked_vs_ours"], "expected <= 1.00"))
     print(f"tracking overhead      {100 * ratios['tracking_overhead']:.2f}%   (target <= 1%)")
     exact = 100 * ratios["exact_val_metrics_overhead"]
     print(f"exact val metrics      {exact:.2f}%   (target <= 2%)")
@@ -213,6 +258,7 @@ def main(argv: list[str] | None = None) -> int:
         tools = {"training_memory": tooling_cases.training_peak_rss(work, data, profile["size"])}
         table, extra = training_cases(profile, work)
         tools["leaderboard_export"] = tooling_cases.leaderboard_scaling(work, profile["lb_stores"])
+        tools["cache_build"] = tooling_cases.cache_build(work, profile["cache_counts"])
         tools["cli_startup"] = tooling_cases.cli_startup()
         if profile["pruning_grid"]:
             grid_size, grid_overrides = profile["pruning_grid"]

@@ -340,3 +340,53 @@ def demo_grid_pruning(folder: Path, data_root: Path, size: int, *extra: str) -> 
     result["same_best_grid_point"] = full["best_grid_point"] == pruned["best_grid_point"]
     result["best_val_auc_difference"] = pruned["best_val_auc"] - full["best_val_auc"]
     return result
+
+
+def cache_data(count: int, size: int = 256) -> Path:
+    """A synthetic Train split of ``count`` images at ``size`` px, made once under data/."""
+    from deepfake_detect.data.synthetic import generate_dataset
+
+    root = PROJECT_ROOT / "data" / f"bench_cache_{size}px_{count}"
+    if not (root / ".complete").is_file():
+        generate_dataset(root, size, {"Train": count // 2}, seed=0)
+        (root / ".complete").touch()
+    return root
+
+
+def subset(root: Path, folder: Path, count: int) -> Path:
+    """The first ``count // 2`` images of each class of ``root``'s Train, as symlinks."""
+    for label_dir in sorted((root / "Train").iterdir()):
+        target = folder / "Train" / label_dir.name
+        target.mkdir(parents=True, exist_ok=True)
+        for image in sorted(label_dir.iterdir())[: count // 2]:
+            (target / image.name).symlink_to(image)
+    return folder
+
+
+def cache_build(folder: Path, counts: tuple[int, int]) -> dict[str, object]:
+    """Build throughput and peak anonymous memory of a 256 px cache entry for two split sizes
+    (each in a fresh process, via bench.cache_build); the memory must not grow with N."""
+    import json
+
+    small, large = counts
+    full = cache_data(large)
+    results = {}
+    for count in counts:
+        root = full if count == large else subset(full, folder / f"subset{count}", count)
+        done = subprocess.run(
+            [sys.executable, "-m", "bench.cache_build", str(root), str(folder / "cache"), "256"],
+            capture_output=True,
+            text=True,
+            env=ENV,
+            cwd=PROJECT_ROOT,
+            check=True,
+        )
+        results[count] = json.loads(done.stdout.strip().splitlines()[-1])
+    growth = {n: r["peak_anon_mb"] - r["base_anon_mb"] for n, r in results.items()}
+    return {
+        "images": list(counts),
+        "images_per_s": [results[n]["images_per_s"] for n in counts],
+        "peak_anon_mb": [results[n]["peak_anon_mb"] for n in counts],
+        "anon_growth_mb": growth[large] - growth[small],
+        "goal_growth_mb": 150.0,
+    }

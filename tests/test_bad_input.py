@@ -72,8 +72,13 @@ def test_corrupt_image_names_the_file(tiny_cfg, store_uri, own_data):
 
 @pytest.mark.training
 def test_skip_corrupt_logs_how_many(tiny_cfg, store_uri, own_data):
+    """Also: a Train image copied into Test is leakage, and a folder that is not a class is
+    reported; both are tags of the run."""
     truncate(own_data / "Train" / "Real" / "real_00002.jpg")
     (own_data / "Validation" / "Fake" / "fake_00001.jpg").write_bytes(b"not a jpeg")
+    leaked = own_data / "Test" / "Fake" / "x.jpg"
+    shutil.copy(own_data / "Train" / "Fake" / "fake_00003.jpg", leaked)
+    (own_data / "Train" / "Unknown").mkdir()
     run_training(
         tiny_cfg(
             f"data.root={own_data}",
@@ -86,6 +91,8 @@ def test_skip_corrupt_logs_how_many(tiny_cfg, store_uri, own_data):
     assert run.info.status == "FINISHED"
     assert run.data.metrics["skipped_images"] == 2
     assert run.data.tags["skipped_images"] == "2"
+    assert run.data.tags["leakage_duplicates"] == "1"
+    assert run.data.tags["unexpected_folders"] == "Train/Unknown"
     assert (
         run.data.metrics["train_tp"]
         + run.data.metrics["train_fp"]

@@ -123,6 +123,7 @@ def test_bench_runs_end_to_end_in_tiny_mode(tmp_path):
     assert set(report["ratios"]) == {
         "ours_vs_seed_loop",
         "pipeline_efficiency",
+        "tracked_vs_ours",
         "tracking_overhead",
         "exact_val_metrics_overhead",
         "precise_batchnorm_overhead",
@@ -142,3 +143,22 @@ def test_bench_runs_end_to_end_in_tiny_mode(tmp_path):
     assert "per_trial_overhead" in report["cases"]["sweep_overhead"]
     assert report["machine"]["cpu_count"] >= 1
     assert "ours / seed_loop" in result.stdout
+    speedup = report["ratios"]["ours_vs_seed_loop"]
+    assert speedup["median"] > 0 and len(speedup["pairs"]) == 1
+    assert speedup["noisy"], "one pair has no spread: never a clean figure"
+    cache = report["cases"]["cache_build"]
+    assert cache["images"] == [40, 160] and all(v > 0 for v in cache["images_per_s"])
+    assert "cache build (256 px)" in result.stdout
+
+
+def test_a_ratio_whose_pairs_disagree_is_flagged_not_printed_clean():
+    """Two quick benches once gave ours/seed_loop 1.04x and 1.40x: such a spread is flagged."""
+    from bench.run import paired_ratio, ratio_line
+
+    noisy = paired_ratio([1.04, 1.40, 1.2, 1.3, 1.1], [1.0] * 5)
+    assert noisy["median"] == pytest.approx(1.2) and noisy["noisy"]
+    assert "NOISY" in ratio_line("ours / seed_loop", noisy, "target >= 1.25x")
+    steady = paired_ratio([2.6, 2.5, 2.55, 2.62, 2.58], [2.0, 2.0, 2.0, 2.0, 2.0])
+    assert steady["median"] == pytest.approx(1.29) and not steady["noisy"]
+    assert steady["spread"] == pytest.approx((1.31 - 1.25) / 1.29)
+    assert "NOISY" not in ratio_line("ours / seed_loop", steady, "target >= 1.25x")

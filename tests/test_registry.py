@@ -186,11 +186,24 @@ def test_promote_does_not_import_tensorflow(store, tmp_path):
 
 
 def test_evaluate_logs_a_linked_run_at_both_thresholds(store, tiny_data, tmp_path):
+    """Its images stream from the decoded cache that training built (no new entry)."""
+    cache = store.home / "cache"
+    entries_before = sorted((cache / "decoded").iterdir())
     result = detect(
-        ["evaluate", f"models:/{NAME}/1", "--tracking-uri", store.uri, "--data", str(tiny_data)],
+        [
+            "evaluate",
+            f"models:/{NAME}/1",
+            "--tracking-uri",
+            store.uri,
+            "--data",
+            str(tiny_data),
+            "--cache-dir",
+            str(cache),
+        ],
         tmp_path,
     )
     assert result.returncode == 0, result.stderr
+    assert sorted((cache / "decoded").iterdir()) == entries_before
     assert "test_auc" in result.stdout and "at 0.5" in result.stdout
     client = store.client
     experiment = client.get_experiment_by_name("deepfake_detect-evaluation")
@@ -204,6 +217,44 @@ def test_evaluate_logs_a_linked_run_at_both_thresholds(store, tiny_data, tmp_pat
     assert {"plots/roc_test.png", "plots/pr_test.png", "plots/confusion_matrix_test.png"} <= plots
     assert client.get_model_version(NAME, "1").tags["evaluation.last_run_id"] == run.info.run_id
     assert not (tmp_path / "mlflow.db").exists()
+
+
+TERMINATED_WHILE_PREDICTING = """
+import os, signal, sys
+from deepfake_detect.inference import evaluate
+real = evaluate.predict_scores
+def terminated_while_predicting(*args, **kwargs):
+    os.kill(os.getpid(), signal.SIGTERM)  # as a scheduler stopping the job would
+    return real(*args, **kwargs)
+evaluate.predict_scores = terminated_while_predicting
+from deepfake_detect.commands.cli import main
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def test_evaluate_stopped_by_sigterm_leaves_its_run_killed(store, tiny_data, tmp_path):
+    result = run_cli(
+        [
+            "-c",
+            TERMINATED_WHILE_PREDICTING,
+            "evaluate",
+            f"models:/{NAME}/1",
+            "--tracking-uri",
+            store.uri,
+            "--data",
+            str(tiny_data),
+            "--output-experiment",
+            "stopped-evaluations",
+            "--cache-dir",
+            "none",
+        ],
+        cwd=tmp_path,
+    )
+    assert result.returncode == 143, result.stderr[-3000:]
+    assert result.stderr.strip().splitlines()[-1] == "error: stopped by signal SIGTERM"
+    experiment = store.client.get_experiment_by_name("stopped-evaluations")
+    (run,) = store.client.search_runs([experiment.experiment_id])
+    assert run.info.status == "KILLED"
 
 
 def test_predict_folder_matches_model_predict(store, tiny_data, tmp_path):

@@ -1,4 +1,4 @@
-"""``deepfake-detect``: synth, leaderboard, promote, evaluate, predict, runs.
+"""``deepfake-detect``: synth, leaderboard, promote, evaluate, predict, cache, runs.
 
 Each subcommand's module is imported only when it runs, so ``--help``, ``leaderboard`` and
 ``promote`` never load TensorFlow.
@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import logging
 import sys
 from collections.abc import Sequence
 
@@ -31,6 +32,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "deepfake_detect.commands.predict",
         "score images or folders with a logged/registered model",
     ),
+    "cache": (
+        "deepfake_detect.commands.cache",
+        "warm, list or clear the decoded-image cache the trainer reads",
+    ),
     "runs": (
         "deepfake_detect.commands.runs",
         "list runs (status, last epoch, heartbeat, resumable) or reap dead RUNNING ones",
@@ -44,15 +49,34 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name, (module_name, help_text) in COMMANDS.items():
         command = sub.add_parser(name, help=help_text, description=help_text)
-        if name not in ("synth", "runs"):  # runs: on each of its actions
+        if name not in ("synth", "runs", "cache"):  # runs: on each of its actions
             add_tracking_options(command)
         importlib.import_module(module_name).add_arguments(command)
     return parser
 
 
+class _LevelFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        prefix = "" if record.levelno < logging.WARNING else f"{record.levelname.lower()}: "
+        return prefix + record.getMessage()
+
+
+def show_progress_logs() -> None:
+    """Our own INFO lines (progress, cache upkeep) and warnings go to stderr; other
+    libraries stay at their defaults."""
+    package = logging.getLogger("deepfake_detect")
+    if not package.handlers:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(_LevelFormatter())
+        package.addHandler(handler)
+        package.setLevel(logging.INFO)
+        package.propagate = False
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Parse, check that the tracking store answers, dispatch; returns the exit status."""
     args = build_parser().parse_args(argv)
+    show_progress_logs()
     if getattr(args, "connect_timeout", None) is not None:
         from deepfake_detect.tracking.health import StoreUnavailableError, check_store_reachable
         from deepfake_detect.tracking.store import resolve_tracking_uri

@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from deepfake_detect.commands.options import MODEL_URI_HELP, positive_int
+from deepfake_detect.commands.options import MODEL_URI_HELP, add_cache_dir_option, positive_int
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -22,6 +22,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="experiment the evaluation run is logged to (default deepfake_detect-evaluation)",
     )
     parser.add_argument("--batch-size", type=positive_int, default=64, help="images per batch")
+    add_cache_dir_option(parser)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -30,6 +31,7 @@ def run(args: argparse.Namespace) -> int:
 
     from deepfake_detect.data.layout import DataError, require_split_folder
     from deepfake_detect.inference.model_source import open_model
+    from deepfake_detect.tracking.lifecycle import Terminated
     from deepfake_detect.tracking.registered_models import RegistryError
     from deepfake_detect.tracking.store import StoreNotFoundError, resolve_tracking_uri
 
@@ -40,11 +42,20 @@ def run(args: argparse.Namespace) -> int:
         from deepfake_detect.inference.evaluate import evaluate_model  # TensorFlow loads here
 
         result = evaluate_model(
-            loaded, uri, args.data, args.split, args.output_experiment, args.batch_size
+            loaded,
+            uri,
+            args.data,
+            args.split,
+            args.output_experiment,
+            args.batch_size,
+            args.cache_dir,
         )
     except (DataError, RegistryError, StoreNotFoundError, MlflowException, ValueError) as error:
         print(f"error: {str(error).splitlines()[0]}", file=sys.stderr)
         return 2
+    except Terminated as stop:  # the run is KILLED already
+        print(f"error: {stop}", file=sys.stderr)
+        return stop.exit_status
     report = result.report
     print(
         f"evaluated {args.model_uri} on {result.folder} ({result.images} images) -> "

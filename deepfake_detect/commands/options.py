@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
+from deepfake_detect.config.paths import DEFAULT_CACHE_DIR
 from deepfake_detect.tracking.health import DEFAULT_CONNECT_TIMEOUT
 
 TRACKING_HELP = "tracking URI (default: $MLFLOW_TRACKING_URI, else the project's mlruns/mlflow.db)"
@@ -39,6 +41,24 @@ def add_run_selection(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--metric", default="val_auc", help="ranking metric (default val_auc)")
 
 
+def add_cache_dir_option(parser: argparse.ArgumentParser, allow_none: bool = True) -> None:
+    """``--cache-dir``: the decoded-image cache, by default the trainer's ``data.cache_dir``."""
+
+    def cache_dir(text: str) -> Path | None:
+        if allow_none and text.lower() == "none":
+            return None
+        return Path(text).expanduser().resolve()
+
+    parser.add_argument(
+        "--cache-dir",
+        type=cache_dir,
+        default=DEFAULT_CACHE_DIR,
+        metavar="DIR",
+        help=f"decoded-image cache (default: the trainer's data.cache_dir, {DEFAULT_CACHE_DIR})"
+        + ("; none: decode into a temporary file" if allow_none else ""),
+    )
+
+
 def positive_int(text: str) -> int:
     """argparse type: an integer >= 1 (``--batch-size 0`` is a usage error, not a crash)."""
     try:
@@ -51,3 +71,13 @@ def positive_int(text: str) -> int:
 
 
 MODEL_URI_HELP = "models:/NAME@ALIAS, models:/NAME/VERSION or runs:/RUN_ID/model"
+
+
+def format_age(seconds: float | None) -> str:
+    """``42s ago``, ``5m ago``, ``3h ago``, ``2d ago`` (``-`` when unknown)."""
+    if seconds is None:
+        return "-"
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size:
+            return f"{seconds / size:.0f}{unit} ago"
+    return f"{seconds:.0f}s ago"

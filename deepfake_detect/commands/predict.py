@@ -24,25 +24,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--batch-size", type=positive_int, default=64, help="images per batch")
 
 
-def progress(done: int, total: int) -> None:
-    """A one-line progress bar on stderr (only for more than one batch)."""
-    width = 30
-    filled = int(width * done / max(total, 1))
-    end = "\n" if done >= total else ""
-    print(
-        f"\r[{'#' * filled}{'.' * (width - filled)}] {done}/{total} images",
-        end=end,
-        file=sys.stderr,
-        flush=True,
-    )
-
-
 def run(args: argparse.Namespace) -> int:
     """Score every image; rows: path, probability of the positive class, label."""
     from mlflow.exceptions import MlflowException
 
     from deepfake_detect.config.output_files import OutputError, write_atomically
     from deepfake_detect.data.layout import DataError
+    from deepfake_detect.data.progress import reported_progress
     from deepfake_detect.inference.image_inputs import collect
     from deepfake_detect.inference.model_source import open_model
     from deepfake_detect.tracking.registered_models import RegistryError
@@ -53,13 +41,8 @@ def run(args: argparse.Namespace) -> int:
         loaded = open_model(resolve_tracking_uri(args.tracking_uri), args.model_uri)
         from deepfake_detect.inference.predict import predict_paths
 
-        result = predict_paths(
-            loaded,
-            inputs,
-            args.batch_size,
-            args.threshold,
-            progress if sys.stderr.isatty() else None,
-        )
+        with reported_progress(len(inputs.paths), "predicting") as advance:
+            result = predict_paths(loaded, inputs, args.batch_size, args.threshold, advance)
         buffer = io.StringIO()
         writer = csv.writer(buffer, lineterminator="\n")
         writer.writerow(["path", f"prob_{result.positive.lower()}", "label"])

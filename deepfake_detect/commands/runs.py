@@ -9,6 +9,7 @@ import sys
 from deepfake_detect.commands.options import (
     add_run_filters,
     add_tracking_options,
+    format_age,
     positive_int,
 )
 
@@ -43,15 +44,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help=f"heartbeat age that counts as gone: 90s, 30m, 2h, 1d (default {DEFAULT_STALE_AFTER})",
     )
     reaping.add_argument("--dry-run", action="store_true", help="only print what would be reaped")
-
-
-def _age(seconds: float | None) -> str:
-    if seconds is None:
-        return "-"
-    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
-        if seconds >= size:
-            return f"{seconds / size:.0f}{unit} ago"
-    return f"{seconds:.0f}s ago"
 
 
 def _select(
@@ -142,7 +134,7 @@ def run(args: argparse.Namespace) -> int:
             s.run_type,
             s.status,
             s.last_epoch or "-",
-            _age(s.heartbeat_age) if s.status == "RUNNING" else "-",
+            format_age(s.heartbeat_age) if s.status == "RUNNING" else "-",
             "yes" if s.resumable or (args.action == "reap" and would_resume[s.run_id]) else "no",
             s.parent[:8] or "-",
         )

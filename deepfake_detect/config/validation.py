@@ -69,6 +69,9 @@ def check_data_config(data: DictConfig) -> None:
             f"data.positive_class={data.positive_class!r}: choose one of {', '.join(classes)}"
         )
     _choice("data.cache", data.cache, CACHES)
+    cap = data.get("cache_max_gb")
+    if cap is not None:
+        _positive_number("data.cache_max_gb", cap)
     if not isinstance(data.skip_corrupt, bool):
         raise ConfigError(f"data.skip_corrupt={data.skip_corrupt!r}: use true or false")
 

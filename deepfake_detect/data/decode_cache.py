@@ -1,10 +1,12 @@
-"""Decode, resize and cache a split once per (data fingerprint, image size) on disk.
+"""Decode a split once per (root, split, image size, files) into a memory-mapped file on disk.
 
-Sweep trials and later sweeps reuse the same uint8 array (memory-mapped), so no trial
-re-decodes the JPEGs. Entries are built under a file lock (two workers starting at once
-build it once), written to a temp folder and renamed into place, and keyed by a fingerprint
-that includes file sizes and mtimes, so changed data gets a fresh entry (the stale one is
-removed).
+Images are decoded straight into ``images.npy`` through a memory map, in a canonical order
+(relative path), and training reads them through the map: neither building nor training needs
+the split in RAM (a 140k-image split at 256 px is 27.5 GB). The key holds each file's
+relative path, size and mtime, not labels or the corrupt-file policy: unreadable files are
+recorded beside the images, so strict and ``skip_corrupt`` runs and runs with either
+``positive_class`` share one entry. A content hash of every file is stored too (duplicates
+across splits). Locking, listing, eviction and cleanup live in :mod:`cache_store`.
 """
 
 from __future__ import annotations
@@ -14,138 +16,230 @@ import json
 import logging
 import os
 import shutil
-import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
-from filelock import FileLock
 
-from deepfake_detect.data.images import try_load_image
-from deepfake_detect.data.layout import DataError, SplitFiles, fingerprint
+from deepfake_detect.data import cache_store
+from deepfake_detect.data.cache_store import EntryLock
+from deepfake_detect.data.images import DIGEST_BYTES, read_and_decode
+from deepfake_detect.data.layout import DataError, SplitFiles
+from deepfake_detect.data.progress import reported_progress
 
 log = logging.getLogger(__name__)
-CACHE_FORMAT = 1
 
 
 @dataclass(frozen=True)
 class DecodedSplit:
-    """A decoded split: ``images`` is uint8 (N, size, size, 3), ``labels`` int (N,)."""
+    """A decoded split. ``images`` (uint8, N x size x size x 3, usually memory-mapped) holds
+    every file of the split; ``rows`` are the usable ones with their ``labels``, ``digests``
+    (content hashes) and ``paths``. ``lease`` keeps the cache entry's shared lock."""
 
     images: np.ndarray
+    rows: np.ndarray
     labels: np.ndarray
+    digests: np.ndarray
+    paths: tuple[Path, ...]
     skipped: tuple[str, ...]
     from_cache: bool
+    lease: EntryLock | None = field(default=None, repr=False, compare=False)
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def usable_images(self) -> np.ndarray:
+        """The usable images as one in-memory array (small splits and tests only)."""
+        return np.asarray(self.images[self.rows])
 
 
-PROGRESS_EVERY_S = 30.0  # log-line interval when stderr is not a terminal (SLURM logs, CI)
+@dataclass(frozen=True)
+class CanonicalFiles:
+    """A split's files sorted by path relative to the split folder (the cache's row order)."""
+
+    files: SplitFiles
+    rel: tuple[str, ...]
+    paths: tuple[Path, ...]
+    labels: np.ndarray
+
+    @classmethod
+    def of(cls, files: SplitFiles) -> CanonicalFiles:
+        base = files.root / files.split
+        rel = [path.relative_to(base).as_posix() for path in files.paths]
+        order = sorted(range(len(rel)), key=rel.__getitem__)
+        return cls(
+            files=files,
+            rel=tuple(rel[i] for i in order),
+            paths=tuple(files.paths[i] for i in order),
+            labels=np.asarray([files.labels[i] for i in order], dtype=np.int32),
+        )
+
+    def key(self) -> str:
+        """Hash of relative paths, sizes and mtimes (not labels: see the module doc)."""
+        digest = hashlib.sha256()
+        for rel, path in zip(self.rel, self.paths, strict=True):
+            try:
+                info = path.stat()
+                size, mtime = info.st_size, info.st_mtime_ns
+            except OSError:  # dangling symlink or loop: recorded as unreadable
+                size, mtime = -1, -1
+            digest.update(f"{rel}\0{size}\0{mtime}\n".encode())
+        return digest.hexdigest()[:16]
 
 
-@contextmanager
-def reported_progress(total: int, what: str) -> Iterator[Callable[[int], None]]:
-    """``update(n)`` for ``n`` more images: a tqdm bar (count, rate, ETA) on a terminal,
-    else a log line every PROGRESS_EVERY_S seconds and at the end."""
-    if sys.stderr.isatty():
-        from tqdm import tqdm
-
-        with tqdm(total=total, desc=what, unit="img", file=sys.stderr, leave=False) as bar:
-            yield bar.update
-        return
-    start = last = time.monotonic()
-    done = 0
-
-    def update(count: int) -> None:
-        nonlocal done, last
-        done += count
-        now = time.monotonic()
-        if now - last >= PROGRESS_EVERY_S or done == total:
-            rate = done / max(now - start, 1e-9)
-            eta = (total - done) / rate if rate > 0 else float("inf")
-            log.info("%s: %d/%d images, %.0f img/s, ETA %.0f s", what, done, total, rate, eta)
-            last = now
-
-    yield update
+def _workers() -> int:
+    return min(32, (os.cpu_count() or 2) * 2)
 
 
-def decode_split(
-    files: SplitFiles, size: int, skip_corrupt: bool, workers: int | None = None
-) -> DecodedSplit:
-    """Decode every file in parallel threads, with progress; a corrupt file stops at once
-    (strict: the images still queued are not decoded) or is skipped and listed."""
-    images = np.empty((len(files), size, size, 3), dtype=np.uint8)
-    keep = np.ones(len(files), dtype=bool)
-    skipped: list[str] = []
-    what = f"decoding {files.root / files.split} at {size} px"
-    with (
-        ThreadPoolExecutor(max_workers=workers or min(32, (os.cpu_count() or 2) * 2)) as pool,
-        reported_progress(len(files), what) as advance,
-    ):
-        results = pool.map(lambda p: try_load_image(p, size), files.paths)
-        for index, (path, result) in enumerate(zip(files.paths, results, strict=True)):
-            advance(1)
-            if isinstance(result, str):
-                if not skip_corrupt:
-                    pool.shutdown(wait=False, cancel_futures=True)
-                    raise DataError(
-                        f"cannot decode image {path} ({result}); remove or replace the file, "
-                        "or set data.skip_corrupt=true to skip unreadable images"
-                    )
-                log.warning("skipping unreadable image %s (%s)", path, result)
-                skipped.append(str(path))
-                keep[index] = False
-            else:
-                images[index] = result
-    labels = np.asarray(files.labels, dtype=np.int32)
-    if skipped:
-        images, labels = images[keep], labels[keep]
-    return DecodedSplit(images=images, labels=labels, skipped=tuple(skipped), from_cache=False)
+def decode_into(
+    canonical: CanonicalFiles,
+    images: np.ndarray,
+    digests: np.ndarray,
+    size: int,
+    stop_at_corrupt: bool,
+) -> dict[int, str]:
+    """Decode every file into ``images[i]`` (a memory map) and hash it into ``digests[i]``,
+    a bounded chunk at a time; return {row: error} of unreadable files. With
+    ``stop_at_corrupt`` the first one raises and nothing after its chunk is decoded."""
+    paths = canonical.paths
+    corrupt: dict[int, str] = {}
+    workers = _workers()
+    chunk = workers * 4
+
+    def one(index: int) -> str | None:
+        result, digest = read_and_decode(paths[index], size)
+        digests[index] = np.frombuffer(digest, dtype=np.uint8)
+        if isinstance(result, str):
+            return result
+        images[index] = result
+        return None
+
+    what = f"decoding {canonical.files.root / canonical.files.split} at {size} px"
+    with ThreadPoolExecutor(workers) as pool, reported_progress(len(paths), what) as advance:
+        for start in range(0, len(paths), chunk):
+            indices = range(start, min(start + chunk, len(paths)))
+            for index, error in zip(indices, pool.map(one, indices), strict=True):
+                if error is None:
+                    continue
+                if stop_at_corrupt:
+                    raise DataError(_corrupt_message(paths[index], error))
+                log.warning("skipping unreadable image %s (%s)", paths[index], error)
+                corrupt[index] = error
+            advance(len(indices))
+    return corrupt
 
 
-def _entry_prefix(files: SplitFiles, size: int) -> str:
-    root_hash = hashlib.sha256(str(files.root).encode()).hexdigest()[:10]
-    return f"{root_hash}-{files.split}-{size}px-"
-
-
-def cache_entry(cache_dir: Path, files: SplitFiles, size: int, skip_corrupt: bool) -> Path:
-    """The cache folder for this split's current contents at this size."""
-    key = fingerprint([files], with_mtime=True)
-    flag = "skip" if skip_corrupt else "strict"
-    return cache_dir / "decoded" / f"{_entry_prefix(files, size)}{key}-{flag}-v{CACHE_FORMAT}"
-
-
-def _read_entry(entry: Path, in_memory: bool) -> DecodedSplit:
-    meta = json.loads((entry / "meta.json").read_text())
-    mode = None if in_memory else "r"
-    return DecodedSplit(
-        images=np.load(entry / "images.npy", mmap_mode=mode),
-        labels=np.load(entry / "labels.npy"),
-        skipped=tuple(meta["skipped"]),
-        from_cache=True,
+def _corrupt_message(path: Path, error: str) -> str:
+    return (
+        f"cannot decode image {path} ({error}); remove or replace the file, or set "
+        "data.skip_corrupt=true to skip unreadable images"
     )
 
 
-def _write_entry(entry: Path, decoded: DecodedSplit) -> None:
-    tmp = Path(tempfile.mkdtemp(prefix=entry.name + ".tmp-", dir=entry.parent))
+def _view(
+    canonical: CanonicalFiles,
+    images: np.ndarray,
+    digests: np.ndarray,
+    corrupt: dict[int, str],
+    skip_corrupt: bool,
+    from_cache: bool,
+    lease: EntryLock | None = None,
+) -> DecodedSplit:
+    """The usable rows of a decoded split (strict: the first unreadable file raises)."""
+    if corrupt and not skip_corrupt:
+        first = min(corrupt)
+        raise DataError(_corrupt_message(canonical.paths[first], corrupt[first]))
+    keep = np.ones(len(canonical.paths), dtype=bool)
+    keep[list(corrupt)] = False
+    rows = np.flatnonzero(keep).astype(np.int64)
+    return DecodedSplit(
+        images=images,
+        rows=rows,
+        labels=canonical.labels[rows],
+        digests=np.asarray(digests)[rows],
+        paths=tuple(canonical.paths[i] for i in rows),
+        skipped=tuple(str(canonical.paths[i]) for i in sorted(corrupt)),
+        from_cache=from_cache,
+        lease=lease,
+    )
+
+
+def decode_split(
+    files: SplitFiles, size: int, skip_corrupt: bool, scratch_dir: Path | None = None
+) -> DecodedSplit:
+    """Decode without the cache, into an unnamed temporary file in ``scratch_dir`` (default:
+    the system's temp folder) that is memory-mapped and deleted when the arrays go."""
+    canonical = CanonicalFiles.of(files)
+    shape = (len(canonical.paths), size, size, 3)
+    with tempfile.TemporaryFile(dir=scratch_dir) as scratch:
+        images = np.memmap(scratch, dtype=np.uint8, mode="w+", shape=shape)
+    digests = np.zeros((len(canonical.paths), DIGEST_BYTES), dtype=np.uint8)
+    corrupt = decode_into(canonical, images, digests, size, stop_at_corrupt=not skip_corrupt)
+    return _view(canonical, images, digests, corrupt, skip_corrupt, from_cache=False)
+
+
+def cache_entry(cache_dir: Path, canonical: CanonicalFiles, size: int) -> Path:
+    """The entry folder for this split's current files at this size."""
+    files = canonical.files
+    root_hash = hashlib.sha256(str(files.root).encode()).hexdigest()[:10]
+    name = f"{root_hash}-{files.split}-{size}px-{canonical.key()}-v{cache_store.ENTRY_FORMAT}"
+    return cache_store.decoded_dir(cache_dir) / name
+
+
+def _entry_prefix(entry: Path) -> str:
+    return entry.name.rsplit("-", 2)[0] + "-"  # root hash, split, size
+
+
+def _build(entry: Path, canonical: CanonicalFiles, size: int, stop_at_corrupt: bool) -> None:
+    """Decode into a temp folder beside ``entry`` and rename it into place (exclusive lock
+    held). A strict build stops at the first unreadable file and leaves nothing."""
+    tmp = Path(tempfile.mkdtemp(prefix=entry.name + cache_store.TMP_MARK, dir=entry.parent))
     try:
-        np.save(tmp / "images.npy", decoded.images)
-        np.save(tmp / "labels.npy", decoded.labels)
-        meta = {"n": int(len(decoded.labels)), "skipped": list(decoded.skipped)}
-        (tmp / "meta.json").write_text(json.dumps(meta))
+        count = len(canonical.paths)
+        images = np.lib.format.open_memmap(
+            tmp / "images.npy", mode="w+", dtype=np.uint8, shape=(count, size, size, 3)
+        )
+        digests = np.lib.format.open_memmap(
+            tmp / "digests.npy", mode="w+", dtype=np.uint8, shape=(count, DIGEST_BYTES)
+        )
+        corrupt = decode_into(canonical, images, digests, size, stop_at_corrupt)
+        images.flush()
+        digests.flush()
+        del images, digests
+        files = canonical.files
+        cache_store.write_meta(
+            tmp,
+            {
+                "root": str(files.root),
+                "split": files.split,
+                "size": size,
+                "images": count,
+                "corrupt": {canonical.rel[i]: error for i, error in corrupt.items()},
+                "created": time.time(),
+            },
+        )
+        cache_store.touch(tmp)
+        cache_store.share(tmp)
+        cache_store.fsync_folder(tmp)
         os.replace(tmp, entry)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-def _remove_stale(entry: Path, prefix: str) -> None:
-    for sibling in entry.parent.glob(prefix + "*"):
-        if sibling != entry and sibling.is_dir() and ".tmp-" not in sibling.name:
-            shutil.rmtree(sibling, ignore_errors=True)
-            log.info("removed stale decoded cache %s", sibling)
+def _open_entry(
+    entry: Path, canonical: CanonicalFiles, skip_corrupt: bool, in_memory: bool, lease: EntryLock
+) -> DecodedSplit:
+    meta = json.loads((entry / "meta.json").read_text())
+    index = {rel: i for i, rel in enumerate(canonical.rel)}
+    corrupt = {index[rel]: error for rel, error in meta["corrupt"].items()}
+    mode = None if in_memory else "r"
+    images = np.load(entry / "images.npy", mmap_mode=mode)
+    digests = np.load(entry / "digests.npy")
+    cache_store.touch(entry)
+    return _view(canonical, images, digests, corrupt, skip_corrupt, True, lease)
 
 
 def load_split(
@@ -154,16 +248,49 @@ def load_split(
     skip_corrupt: bool,
     cache_dir: Path | None,
     in_memory: bool = False,
+    max_gb: float | None = None,
 ) -> DecodedSplit:
-    """Decoded images of a split, via the disk cache when ``cache_dir`` is set."""
+    """Decoded images of a split, through the disk cache when ``cache_dir`` is set.
+
+    The returned split holds the entry's shared lock (no one removes it while it is in use);
+    ``in_memory`` loads the images into RAM instead of mapping them. After a build, stale
+    entries of the same split, orphaned temp folders and locks, and (with ``max_gb``) the
+    least recently used entries beyond that size are removed.
+    """
     if cache_dir is None:
         return decode_split(files, size, skip_corrupt)
-    entry = cache_entry(cache_dir, files, size, skip_corrupt)
-    entry.parent.mkdir(parents=True, exist_ok=True)
-    with FileLock(str(entry) + ".lock"):
-        if (entry / "meta.json").is_file():
-            return _read_entry(entry, in_memory)
-        decoded = decode_split(files, size, skip_corrupt)
-        _write_entry(entry, decoded)
-        _remove_stale(entry, _entry_prefix(files, size))
-    return decoded
+    canonical = CanonicalFiles.of(files)
+    entry = cache_entry(cache_dir, canonical, size)
+    lock = EntryLock(entry)
+    built = False
+    try:
+        lock.acquire(shared=True)
+        if not cache_store.is_complete(entry):
+            lock.acquire(shared=False)  # build it once: others wait here, then read it
+            if not cache_store.is_complete(entry):
+                cache_store.remove_build_leftovers(entry)
+                _build(entry, canonical, size, stop_at_corrupt=not skip_corrupt)
+                built = True
+            lock.acquire(shared=True)
+        decoded = _open_entry(entry, canonical, skip_corrupt, in_memory, lock)
+    except BaseException:
+        if lock.exclusive and not cache_store.is_complete(entry):
+            lock.remove_file()  # a failed build leaves nothing
+        lock.close()
+        raise
+    if in_memory:
+        lock.close()
+    if built:
+        _tidy(Path(cache_dir), entry, max_gb)
+    return replace(decoded, from_cache=not built)
+
+
+def _tidy(cache_dir: Path, entry: Path, max_gb: float | None) -> None:
+    """After a build: stale entries of the same split, orphans, and the size cap."""
+    prefix = _entry_prefix(entry)
+    for sibling in entry.parent.glob(prefix + "*"):
+        if sibling != entry and sibling.is_dir() and cache_store.TMP_MARK not in sibling.name:
+            cache_store.remove_entry(sibling, "stale: the files changed")
+    cache_store.clean_orphans(cache_dir)
+    if max_gb is not None:
+        cache_store.evict(cache_dir, max_gb * 1e9, keep=entry)

@@ -3,6 +3,8 @@ the decoded cache, ``predict`` and ``evaluate`` all decode through here)."""
 
 from __future__ import annotations
 
+import hashlib
+import io
 from pathlib import Path
 
 import numpy as np
@@ -27,7 +29,7 @@ def to_8bit(image: Image.Image) -> Image.Image:
     return Image.fromarray(np.clip(np.rint(values * 255.0 / top), 0, 255).astype(np.uint8), "L")
 
 
-def load_image(path: Path, size: int) -> np.ndarray:
+def load_image(path: Path | io.BytesIO, size: int) -> np.ndarray:
     """Decode any image (grayscale, RGBA, palette, any size) to uint8 RGB ``size x size``."""
     with Image.open(path) as image:
         image.load()
@@ -43,3 +45,21 @@ def try_load_image(path: Path, size: int) -> np.ndarray | str:
         return load_image(path, size)
     except DECODE_ERRORS as error:
         return f"{type(error).__name__}: {error}"
+
+
+DIGEST_BYTES = 16
+
+
+def read_and_decode(path: Path, size: int) -> tuple[np.ndarray | str, bytes]:
+    """Read the file once: (decoded image or the error text, content hash of its bytes; all
+    zeros when it cannot be read). The hash finds the same image in two splits."""
+    try:
+        data = path.read_bytes()
+    except OSError as error:
+        hint = "; fix its permissions" if isinstance(error, PermissionError) else ""
+        return f"{type(error).__name__}: {error}{hint}", bytes(DIGEST_BYTES)
+    digest = hashlib.blake2b(data, digest_size=DIGEST_BYTES).digest()
+    try:
+        return load_image(io.BytesIO(data), size), digest
+    except DECODE_ERRORS as error:
+        return f"{type(error).__name__}: {error}", digest

@@ -29,6 +29,7 @@ class SplitFiles:
     root: Path
     paths: tuple[Path, ...]
     labels: tuple[int, ...]
+    ignored_folders: tuple[str, ...] = ()  # sub-folders that are not one of data.classes
 
     def __len__(self) -> int:
         return len(self.paths)
@@ -124,7 +125,13 @@ def scan_split(root: Path, split: str, classes: list[str]) -> SplitFiles:
             raise DataError(f"class folder {class_dir} holds no images (.jpg/.png); {SYNTH_HINT}")
         paths.extend(images)
         labels.extend([label] * len(images))
-    return SplitFiles(split=split, root=root, paths=tuple(paths), labels=tuple(labels))
+    return SplitFiles(
+        split=split,
+        root=root,
+        paths=tuple(paths),
+        labels=tuple(labels),
+        ignored_folders=tuple(extra),
+    )
 
 
 def fingerprints(files: list[SplitFiles]) -> tuple[str, str]:

@@ -26,12 +26,13 @@ def make_dataset(
     uninterrupted one would. Without ``epochs`` a shuffled dataset reshuffles (seeded) on every
     pass.
     """
-    images, labels = decoded.images, decoded.labels.astype(np.float32).reshape(-1, 1)
+    images, rows = decoded.images, decoded.rows
+    labels = decoded.labels.astype(np.float32).reshape(-1, 1)
     size = images.shape[1]
 
     def gather(index: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        index = np.sort(index)  # sequential reads from the memory map
-        return np.asarray(images[index]), labels[index]
+        index = np.sort(index)  # rows are ascending: sequential reads from the memory map
+        return np.asarray(images[rows[index]]), labels[index]
 
     def to_tensors(index: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
         batch_images, batch_labels = tf.numpy_function(
@@ -68,4 +69,4 @@ def make_dataset(
 
 def steps_per_epoch(decoded: DecodedSplit, batch_size: int) -> int:
     """Batches in one pass over ``decoded`` (the last one may be partial)."""
-    return -(-len(decoded.labels) // batch_size)
+    return -(-len(decoded) // batch_size)

@@ -36,6 +36,8 @@ class PreparedData:
     val: DecodedSplit
     test: DecodedSplit | None
     fingerprint: str
+    leakage_duplicates: int = 0
+    unexpected_folders: tuple[str, ...] = ()
 
     @property
     def skipped(self) -> int:
@@ -114,6 +116,7 @@ def prepare_data(data: DictConfig, scanned: ScannedData | None = None) -> Prepar
                 bool(data.skip_corrupt),
                 cache_dir,
                 in_memory=data.cache == "memory",
+                max_gb=data.get("cache_max_gb"),
             )
             for split, files in found.items()
         }
@@ -128,4 +131,34 @@ def prepare_data(data: DictConfig, scanned: ScannedData | None = None) -> Prepar
         val=decoded["val"],
         test=decoded.get("test"),
         fingerprint=data_fingerprint,
+        leakage_duplicates=report_leakage(decoded),
+        unexpected_folders=tuple(
+            f"{files.split}/{name}" for files in found.values() for name in files.ignored_folders
+        ),
     )
+
+
+def report_leakage(decoded: dict[str, DecodedSplit]) -> int:
+    """Count images whose exact bytes appear in more than one split (content hash), and warn
+    with examples: a test image also in Train inflates every test score."""
+    seen: dict[bytes, tuple[str, Path]] = {}
+    pairs: list[tuple[Path, Path]] = []
+    for name, split in decoded.items():
+        local: dict[bytes, Path] = {}
+        for digest, path in zip(split.digests, split.paths, strict=True):
+            key = digest.tobytes()
+            earlier = seen.get(key)
+            if earlier is not None and earlier[0] != name:
+                pairs.append((earlier[1], path))
+            local.setdefault(key, path)
+        for key, path in local.items():
+            seen.setdefault(key, (name, path))
+    if pairs:
+        examples = "; ".join(f"{a} = {b}" for a, b in pairs[:3])
+        log.warning(
+            "%d image(s) appear in more than one split (identical files), e.g. %s: remove "
+            "them from all but one split (tag leakage_duplicates)",
+            len(pairs),
+            examples,
+        )
+    return len(pairs)

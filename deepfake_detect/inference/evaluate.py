@@ -6,10 +6,11 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from deepfake_detect.data.decode_cache import decode_split
+from deepfake_detect.data.decode_cache import load_split
 from deepfake_detect.data.layout import require_root, scan_split
 from deepfake_detect.data.pipeline import make_dataset
 from deepfake_detect.data.prepare import require_both_classes
+from deepfake_detect.data.progress import reported_progress
 from deepfake_detect.inference.model_source import LoadedModel
 from deepfake_detect.metrics.report import SplitReport, report_split
 from deepfake_detect.models.heads import predict_scores
@@ -38,14 +39,17 @@ def evaluate_model(
     split: str,
     experiment: str,
     batch_size: int,
+    cache_dir: Path | None,
 ) -> Evaluation:
-    """Score ``data_root/split`` and log metrics and plots in a run (FINISHED or FAILED)."""
+    """Score ``data_root/split`` and log metrics and plots in a run (FINISHED, FAILED or
+    KILLED, never left RUNNING). Images stream from the decoded cache (``cache_dir``, shared
+    with training; None: a temporary file) through the training pipeline, so memory does not
+    grow with the split; unreadable images are skipped and counted."""
     names = list(loaded.meaning.class_names)
     files = scan_split(require_root(data_root), split, names)
-    decoded = decode_split(files, loaded.image_size, skip_corrupt=True)
+    decoded = load_split(files, loaded.image_size, skip_corrupt=True, cache_dir=cache_dir)
     require_both_classes(files, decoded, names)
     dataset = make_dataset(decoded, batch_size, shuffle=False, seed=0)
-    prob = predict_scores(loaded.model, dataset)
     prefix = SPLIT_PREFIXES.get(split, split.lower())
     source = loaded.source
     tags = {
@@ -63,6 +67,8 @@ def evaluate_model(
     experiment_id = ensure_experiment(tracking_uri, experiment)
     with tracked_run(client, experiment_id, f"evaluate-{source.uri}", tags) as run:
         run_id = run.info.run_id
+        with reported_progress(len(decoded), f"evaluating on {files.root / split}") as advance:
+            prob = predict_scores(loaded.model, dataset, advance)
         with tempfile.TemporaryDirectory() as tmp:
             report = report_split(
                 prefix, decoded.labels, prob, names, Path(tmp), loaded.meaning.threshold
@@ -86,4 +92,4 @@ def evaluate_model(
         client.set_model_version_tag(
             source.model_name, source.version, "evaluation.last_run_id", run_id
         )
-    return Evaluation(run_id, prefix, len(decoded.labels), files.root / split, report)
+    return Evaluation(run_id, prefix, len(decoded), files.root / split, report)

@@ -24,25 +24,26 @@ def predict_paths(
     inputs: image_inputs.ImageInputs,
     batch_size: int,
     threshold: float | None = None,
-    progress: Callable[[int, int], None] | None = None,
+    advance: Callable[[int], None] | None = None,
 ) -> Predictions:
     """Label each image ``positive`` when ``prob > threshold`` (default: the model's own).
 
     ``inputs`` come from :func:`image_inputs.collect`, called before the model is loaded so
-    a wrong path fails fast.
+    a wrong path fails fast. ``advance(n)`` hears of every ``n`` images scored or skipped.
     """
     negative, positive = loaded.meaning.class_names
     from deepfake_detect.models.heads import predict_scores  # Keras: only once a model is loaded
 
     rule = loaded.meaning.threshold if threshold is None else threshold
     result = Predictions(threshold=rule, positive=positive, skipped=inputs.skipped)
-    total = len(inputs.paths)
+    done = 0
     for batch in image_inputs.decode_batches(inputs, loaded.image_size, batch_size):
         prob = predict_scores(loaded.model, batch.images)
         result.rows += [
             (str(path), float(score), positive if score > rule else negative)
             for path, score in zip(batch.paths, prob, strict=True)
         ]
-        if progress:
-            progress(len(result.rows) + len(inputs.skipped), total)
+        if advance:
+            advance(len(result.rows) + len(inputs.skipped) - done)
+            done = len(result.rows) + len(inputs.skipped)
     return result

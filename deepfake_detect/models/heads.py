@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import keras
 import numpy as np
 from keras import layers
@@ -14,9 +16,28 @@ def image_input(image_size: int) -> keras.KerasTensor:
     return keras.Input(shape=(image_size, image_size, 3), name="image")
 
 
-def predict_scores(model: keras.Model, inputs) -> np.ndarray:
-    """Probabilities of the positive class, float32 (N,), for a dataset or an array."""
-    return np.asarray(model.predict(inputs, verbose=0), dtype=np.float32).ravel()
+class PredictProgress(keras.callbacks.Callback):
+    """Calls ``advance(n)`` with the number of images of every predicted batch."""
+
+    def __init__(self, advance: Callable[[int], None]) -> None:
+        super().__init__()
+        self.advance = advance
+
+    def on_predict_batch_end(self, batch: int, logs: dict | None = None) -> None:
+        outputs = keras.tree.flatten((logs or {}).get("outputs", []))
+        if outputs:
+            self.advance(int(outputs[0].shape[0]))
+
+
+def predict_scores(
+    model: keras.Model, inputs, advance: Callable[[int], None] | None = None
+) -> np.ndarray:
+    """Probabilities of the positive class, float32 (N,), for a dataset or an array;
+    ``advance(n)`` is told of every batch (progress)."""
+    callbacks = [PredictProgress(advance)] if advance else None
+    return np.asarray(
+        model.predict(inputs, verbose=0, callbacks=callbacks), dtype=np.float32
+    ).ravel()
 
 
 def sigmoid_head(x: keras.KerasTensor) -> keras.KerasTensor:

@@ -48,6 +48,7 @@ VOLATILE_KEYS: tuple[str, ...] = (
     "data.root",  # the same files elsewhere (another machine): the data fingerprint is compared
     "data.cache",
     "data.cache_dir",
+    "data.cache_max_gb",
     "sweep.skip_finished",
     "runtime.",  # logged by the trainer (hardware choices), not part of the config
 )

@@ -80,9 +80,9 @@ def log_dataset_input(client, run_id: str, cfg: DictConfig, data) -> None:
     from mlflow.entities import Dataset, DatasetInput, InputTag
     from mlflow.utils.mlflow_tags import MLFLOW_DATASET_CONTEXT
 
-    counts = {"train": len(data.train.labels), "val": len(data.val.labels)}
+    counts = {"train": len(data.train), "val": len(data.val)}
     if data.test is not None:
-        counts["test"] = len(data.test.labels)
+        counts["test"] = len(data.test)
     dataset = Dataset(
         name=str(cfg.data.name),
         digest=data.fingerprint,
@@ -113,21 +113,19 @@ def job_tags(cfg: DictConfig, job: JobContext, digest: str) -> dict[str, str]:
     return tags
 
 
-def run_tags(
-    cfg: DictConfig,
-    job: JobContext,
-    digest: str,
-    fingerprint: str,
-    classes: list[str],
-    skipped: int,
-) -> dict[str, str]:
-    """Tags that say what was trained on what (and, in a sweep, under which parent)."""
-    return {
+def run_tags(cfg: DictConfig, job: JobContext, digest: str, data) -> dict[str, str]:
+    """Tags that say what was trained on what (and, in a sweep, under which parent);
+    ``data`` is the PreparedData (its checks: skipped files, leakage, unexpected folders)."""
+    tags = {
         **job_tags(cfg, job, digest),
-        FINGERPRINT_TAG: fingerprint,
-        CLASS_NAMES_TAG: ",".join(classes),
-        "skipped_images": str(skipped),
+        FINGERPRINT_TAG: data.fingerprint,
+        CLASS_NAMES_TAG: ",".join(data.class_names),
+        "skipped_images": str(data.skipped),
+        "leakage_duplicates": str(data.leakage_duplicates),
     }
+    if data.unexpected_folders:
+        tags["unexpected_folders"] = ", ".join(data.unexpected_folders)[:TAG_VALUE_LIMIT]
+    return tags
 
 
 def config_params(cfg: DictConfig) -> dict[str, str]:
@@ -240,7 +238,7 @@ def run_training(cfg: DictConfig, job: JobContext | None = None) -> float:
     load_seconds = time.perf_counter() - load_start
     changes = decision.changes
     name = existing.info.run_name if existing else run_name(str(cfg.run_name), job.overrides)
-    tags = run_tags(cfg, job, digest, data.fingerprint, data.class_names, data.skipped)
+    tags = run_tags(cfg, job, digest, data)
     if existing:
         tags[RESUME_COUNT_TAG] = str(attempt_number)
         if changes:
