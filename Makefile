@@ -77,7 +77,7 @@ server: install ## team tracking server (BACKEND_URI= ARTIFACTS= HOST= PORT=)
 	$(VENV)/bin/mlflow server --backend-store-uri $(BACKEND_URI) \
 		--artifacts-destination $(ARTIFACTS) --serve-artifacts --host $(HOST) --port $(PORT)
 
-bench: install ## speed benchmark -> results/bench.json (QUICK=1 for the < 5 min version)
+bench: install ## speed benchmark -> results/bench.json (QUICK=1 for the shorter version)
 	TF_CPP_MIN_LOG_LEVEL=2 $(PY) -m bench.run $(if $(QUICK),--quick)
 
 clean-results: ## remove results/ (the tracking store in mlruns/ is never touched)

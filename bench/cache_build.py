@@ -2,8 +2,9 @@
 
 ``python -m bench.cache_build DATA_ROOT CACHE_DIR SIZE`` prints one JSON line: images,
 seconds, images/s, and the anonymous memory (RssAnon: not the file-backed pages of the memory
-map) before and at its peak while building and then reading every image back as training
-does. ``make bench`` runs it for two split sizes; a test runs it small.
+map) before and at its peak while building and then reading every image back through the
+training pipeline (shuffled tf.data batches, one epoch). ``make bench`` runs it for two split
+sizes; a test runs it small.
 """
 
 from __future__ import annotations
@@ -24,10 +25,11 @@ def rss_anon_mb() -> float:
     return int(re.search(r"RssAnon:\s+(\d+) kB", status).group(1)) / 1024
 
 
-def measure(data_root: Path, cache_dir: Path, size: int) -> dict[str, float]:
-    """Build the Train split's entry at ``size`` px, then read it all back."""
+def measure(data_root: Path, cache_dir: Path, size: int, batch: int = 64) -> dict[str, float]:
+    """Build the Train split's entry at ``size`` px, then read it all back in ``batch``es."""
     from deepfake_detect.data.decode_cache import load_split
     from deepfake_detect.data.layout import scan_split
+    from deepfake_detect.data.pipeline import make_dataset  # TensorFlow: before the baseline
 
     files = scan_split(data_root, "Train", ["Real", "Fake"])
     peak, done = [0.0], threading.Event()
@@ -43,8 +45,8 @@ def measure(data_root: Path, cache_dir: Path, size: int) -> dict[str, float]:
     start = time.perf_counter()
     split = load_split(files, size, False, cache_dir)
     seconds = time.perf_counter() - start
-    for first in range(0, len(split), 64):  # every image back through the map, as training
-        split.images[split.rows[first : first + 64]].sum()
+    for images, _ in make_dataset(split, batch, shuffle=True, seed=0, epochs=range(1)):
+        images.numpy()  # one training epoch's reads through the memory map
     done.set()
     sampler.join()
     return {
@@ -58,5 +60,5 @@ def measure(data_root: Path, cache_dir: Path, size: int) -> dict[str, float]:
 
 
 if __name__ == "__main__":
-    root, cache, px = sys.argv[1:4]
-    print(json.dumps(measure(Path(root), Path(cache), int(px))))
+    root, cache, px, *batch = sys.argv[1:]
+    print(json.dumps(measure(Path(root), Path(cache), int(px), *map(int, batch))))

@@ -119,3 +119,19 @@ def run_cli(
 def detect(args: Sequence[str], cwd: Path, env: dict | None = None) -> subprocess.CompletedProcess:
     """``deepfake-detect ARGS`` in a subprocess (cwd outside the project in loading tests)."""
     return run_cli(["-m", "deepfake_detect.commands.cli", *args], cwd=cwd, env=env)
+
+
+@pytest.fixture
+def tiny_tmpfs(tmp_path):
+    """A 3 MB tmpfs (root only; skipped where mounting is not allowed)."""
+    mount = tmp_path / "tmpfs"
+    mount.mkdir()
+    made = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=3m", "tmpfs", str(mount)], capture_output=True
+    )
+    if made.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {made.stderr.decode().strip()}")
+    try:
+        yield mount
+    finally:
+        subprocess.run(["umount", "-l", str(mount)], check=False)

@@ -28,6 +28,10 @@ from tests.conftest import run_cli
         ("data.positive_class=Cat", "data.positive_class='Cat'"),
         ("trainer.parallel_calls=0", "trainer.parallel_calls=0"),
         ("data.cache_max_gb=-1", "data.cache_max_gb=-1"),
+        ("optimizer.lr=inf", "optimizer.lr=inf"),
+        ("data.image_size=4096", "data.image_size=4096"),
+        ("data.splits.train=null", "data.splits.train=None"),
+        ("data.splits.val=Train", "data.splits="),
     ],
 )
 def test_bad_value_names_key_value_and_what_is_allowed(compose_cfg, override, named):
@@ -49,7 +53,7 @@ def test_integer_learning_rate_is_a_learning_rate(compose_cfg):
     ("overrides", "expected"),
     [
         (["data=deepfake_faces"], "data.root is not set for data=deepfake_faces"),
-        (["optimizer.lr=-1.0"], "optimizer.lr=-1.0: expected a number > 0"),
+        (["optimizer.lr=-1.0"], "optimizer.lr=-1.0: expected a finite number > 0"),
     ],
 )
 def test_cli_stops_before_any_run_exists(tmp_path, overrides, expected):

@@ -290,22 +290,6 @@ def test_dead_server_is_one_line_for_every_command(tiny_data, tmp_path):
         assert answer.stderr.strip().count("\n") == 0 and dead in answer.stderr, answer.stderr
 
 
-@pytest.fixture
-def tiny_tmpfs(tmp_path):
-    """A 3 MB tmpfs (root only; skipped where mounting is not allowed)."""
-    mount = tmp_path / "tmpfs"
-    mount.mkdir()
-    made = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "size=3m", "tmpfs", str(mount)], capture_output=True
-    )
-    if made.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here: {made.stderr.decode().strip()}")
-    try:
-        yield mount
-    finally:
-        subprocess.run(["umount", "-l", str(mount)], check=False)
-
-
 @pytest.mark.training
 def test_full_disk_fails_the_run_with_one_line(tiny_data, tmp_path, tiny_tmpfs):
     """Artifacts and checkpoints on a full disk: one line naming the cause, run FAILED."""

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -213,6 +214,12 @@ def test_evaluate_logs_a_linked_run_at_both_thresholds(store, tiny_data, tmp_pat
     assert sum(metrics[f"test_{k}"] for k in ("tp", "fp", "tn", "fn")) == 16
     assert sum(metrics[f"test_{k}_at_threshold"] for k in ("tp", "fp", "tn", "fn")) == 16
     assert run.data.tags["registered_model_version"] == "1"
+    assert run.data.tags["mlflow.source.name"] == "deepfake-detect evaluate"  # Source column
+    (dataset_input,) = run.inputs.dataset_inputs  # the Dataset column
+    assert json.loads(dataset_input.dataset.profile)["num_images"] == {"test": 16}
+    assert dataset_input.dataset.digest and str(tiny_data) in dataset_input.dataset.source
+    # progress as log lines (not a terminal): count, rate, ETA
+    assert f"evaluating on {tiny_data / 'Test'}: 16/16 images" in result.stderr
     plots = {f.path for f in client.list_artifacts(run.info.run_id, "plots")}
     assert {"plots/roc_test.png", "plots/pr_test.png", "plots/confusion_matrix_test.png"} <= plots
     assert client.get_model_version(NAME, "1").tags["evaluation.last_run_id"] == run.info.run_id

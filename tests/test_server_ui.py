@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import os
 import shutil
@@ -12,8 +14,10 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from pathlib import Path
 
 import pytest
+from mlflow.tracking import MlflowClient
 
 from deepfake_detect.config.paths import RESULTS_DIR
 from deepfake_detect.tracking.store import store_client
@@ -95,6 +99,9 @@ def server(tmp_path_factory):
         log.close()
 
 
+PRINTED: list[str] = []  # what the fixture's training printed
+
+
 @pytest.fixture(scope="module")
 def http_run(server, tiny_data, tmp_path_factory):
     """One tiny 1-epoch training logged through the server; returns (url, experiment, run)."""
@@ -103,13 +110,18 @@ def http_run(server, tiny_data, tmp_path_factory):
     from tests.conftest import CONF_DIR, tiny_overrides
 
     cache = tmp_path_factory.mktemp("cache")
+    # credentials in the URI (a server behind basic auth): they must never be recorded
+    with_password = server.replace("http://", "http://alice:s3cret@")
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
         cfg = compose(
             "train",
-            tiny_overrides(tiny_data, server, cache)
+            tiny_overrides(tiny_data, with_password, cache)
             + ["trainer.epochs=1", "tracking.experiment=served"],
         )
-    run_training(cfg)
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed):
+        run_training(cfg)
+    PRINTED.append(printed.getvalue())
     status, found = request(
         f"{server}/api/2.0/mlflow/experiments/get-by-name?experiment_name=served"
     )
@@ -142,6 +154,19 @@ def test_run_logged_over_http_is_complete(http_run):
         f"{url}/api/2.0/mlflow/model-versions/search?filter=name%3D%27deepfake-detector%27"
     )
     assert status == 200 and versions["model_versions"][0]["run_id"] == run_id
+
+
+def test_a_password_in_the_tracking_uri_is_never_recorded(http_run, tmp_path):
+    """Params, tags, the config artifact and stdout show ``alice:***@``, never the password."""
+    url, _, run = http_run
+    run_id = run["info"]["run_id"]
+    params = {p["key"]: p["value"] for p in run["data"]["params"]}
+    assert params["tracking.uri"] == url.replace("http://", "http://alice:***@")
+    recorded = json.dumps(run) + PRINTED[0]
+    config = MlflowClient(url).download_artifacts(run_id, "config/config.yaml", str(tmp_path))
+    recorded += Path(config).read_text()
+    assert "s3cret" not in recorded
+    assert "alice:***@" in Path(config).read_text() and "alice:***@" in PRINTED[0]
 
 
 def test_model_downloads_through_the_server(http_run):

@@ -11,7 +11,42 @@ import sys
 import time
 from pathlib import Path
 
-from deepfake_detect.commands.options import add_cache_dir_option, format_age, positive_int
+from deepfake_detect.commands.options import add_cache_dir_option, format_age
+
+MIN_IMAGE_SIZE = 32  # as data.image_size (config/validation.py)
+
+
+def image_size(text: str) -> int:
+    """argparse type of ``--size``: what ``data.image_size`` accepts."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < MIN_IMAGE_SIZE:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected an integer >= {MIN_IMAGE_SIZE}")
+    return value
+
+
+def days(text: str) -> float:
+    """argparse type of ``--older-than``: a number of days >= 0."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not value >= 0:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected a number of days >= 0")
+    return value
+
+
+def gigabytes(text: str) -> float:
+    """argparse type of ``--max-gb``: a size > 0."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = 0.0
+    if not 0 < value < float("inf"):
+        raise argparse.ArgumentTypeError(f"{text!r}: expected a size in GB > 0")
+    return value
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -20,7 +55,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     warm = actions.add_parser("warm", help="decode a dataset's splits into the cache now")
     warm.add_argument("data_root", type=Path, help="the folder with Train/, Validation/, Test/")
     warm.add_argument(
-        "--size", type=positive_int, required=True, help="image size in px (data.image_size)"
+        "--size", type=image_size, required=True, help="image size in px (data.image_size)"
     )
     warm.add_argument(
         "--split",
@@ -33,12 +68,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar=("CLASS", "CLASS"),
         help="the two class folders (default: the trainer's data.classes)",
     )
+    warm.add_argument(
+        "--max-gb",
+        type=gigabytes,
+        help="then remove least recently used entries beyond this size (data.cache_max_gb)",
+    )
     listing = actions.add_parser("list", help="entries: root, split, size, images, GB, last used")
     clearing = actions.add_parser("clear", help="remove entries that no process is using")
-    clearing.add_argument(
-        "--older-than", type=float, metavar="DAYS", help="only entries unused for DAYS days"
+    which = clearing.add_mutually_exclusive_group(required=True)
+    which.add_argument(
+        "--older-than", type=days, metavar="DAYS", help="only entries unused for DAYS days"
     )
-    clearing.add_argument("--all", action="store_true", help="every entry not in use")
+    which.add_argument("--all", action="store_true", help="every entry not in use")
     for action in (warm, listing, clearing):
         add_cache_dir_option(action, allow_none=False)
 
@@ -57,16 +98,21 @@ def trainer_data_defaults() -> tuple[list[str], list[str]]:
 def warm(args: argparse.Namespace) -> int:
     """Build (or find) the entry of every split; a corrupt file is listed, not fatal."""
     from deepfake_detect.data.decode_cache import load_split
-    from deepfake_detect.data.layout import require_root, scan_split
+    from deepfake_detect.data.layout import DataError, require_root, scan_split
 
     classes, splits = trainer_data_defaults()
     classes = list(args.classes or classes)
     root = require_root(args.data_root)
     wanted = args.split or [name for name in splits if (root / name).is_dir()]
+    if not wanted:
+        raise DataError(
+            f"{root} holds none of the split folders {', '.join(splits)}; point at the folder "
+            "that holds them, or name them with --split"
+        )
     for split in wanted:
         files = scan_split(root, split, classes)
         start = time.perf_counter()
-        decoded = load_split(files, args.size, True, args.cache_dir)
+        decoded = load_split(files, args.size, True, args.cache_dir, max_gb=args.max_gb)
         seconds = time.perf_counter() - start
         how = "already cached" if decoded.from_cache else f"{len(files) / seconds:.0f} img/s"
         print(
@@ -81,18 +127,24 @@ def warm(args: argparse.Namespace) -> int:
 
 def list_entries(args: argparse.Namespace) -> int:
     """One line per entry, least recently used first."""
+    from deepfake_detect.data.cache_store import clean_orphans, in_use
     from deepfake_detect.data.cache_store import list_entries as entries
 
+    clean_orphans(args.cache_dir)
     found = entries(args.cache_dir)
     if not found:
         print(f"no decoded cache entries in {args.cache_dir}")
         return 0
-    print(f"{'entry':<48} {'split':<12} {'size':>5} {'images':>8} {'GB':>7}  last used  root")
+    print(
+        f"{'entry':<48} {'split':<12} {'size':>5} {'images':>8} {'corrupt':>7} {'GB':>7}  "
+        f"{'last used':<9}  {'in use':<6}  root"
+    )
     now = time.time()
     for info in found:
         print(
             f"{info.path.name:<48} {info.split:<12} {info.size:>5} {info.images:>8} "
-            f"{info.bytes / 1e9:>7.3f}  {format_age(now - info.last_used):<9}  {info.root}"
+            f"{info.corrupt:>7} {info.bytes / 1e9:>7.3f}  {format_age(now - info.last_used):<9}"
+            f"  {'yes' if in_use(info.path) else 'no':<6}  {info.root}"
         )
     total = sum(info.bytes for info in found)
     print(f"{len(found)} entries, {total / 1e9:.3f} GB in {args.cache_dir}")
@@ -103,9 +155,6 @@ def clear(args: argparse.Namespace) -> int:
     """Remove unused entries (all, or those unused for --older-than days) and leftovers."""
     from deepfake_detect.data.cache_store import clear as clear_cache
 
-    if not args.all and args.older_than is None:
-        print("error: say what to clear: --all or --older-than DAYS", file=sys.stderr)
-        return 2
     removed, in_use = clear_cache(args.cache_dir, None if args.all else args.older_than)
     print(f"removed {len(removed)} entries from {args.cache_dir}")
     for entry in in_use:

@@ -3,6 +3,7 @@ MLflow run exists; each error is one line naming the key, the value and what is 
 
 from __future__ import annotations
 
+import math
 import re
 
 from omegaconf import DictConfig, OmegaConf
@@ -21,6 +22,7 @@ STRATEGIES: tuple[str, ...] = ("default", "mirrored", "multi_worker")
 PRUNERS: tuple[str, ...] = ("median",)  # sweep.pruning (null: off)
 DEFAULT_PRUNING_WARMUP = 2  # sweep.pruning_warmup when a config lacks it
 MIN_IMAGE_SIZE = 32
+MAX_IMAGE_SIZE = 2048  # 140k images at 2048 px would be a 1.8 TB cache
 RUN_ID = re.compile(r"[0-9a-f]{32}")
 
 # the epoch metrics a run can select its best epoch by (direction: max, except loss)
@@ -34,8 +36,13 @@ def _integer(key: str, value: object, minimum: int) -> int:
 
 
 def _positive_number(key: str, value: object) -> None:
-    if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
-        raise ConfigError(f"{key}={value!r}: expected a number > 0")
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, int | float)
+        or not value > 0
+        or not math.isfinite(value)
+    ):
+        raise ConfigError(f"{key}={value!r}: expected a finite number > 0")
 
 
 def _choice(key: str, value: object, allowed: tuple[str, ...]) -> None:
@@ -68,6 +75,19 @@ def check_data_config(data: DictConfig) -> None:
         raise ConfigError(
             f"data.positive_class={data.positive_class!r}: choose one of {', '.join(classes)}"
         )
+    for role in ("train", "val"):
+        folder = data.splits.get(role)
+        if not isinstance(folder, str) or not folder:
+            raise ConfigError(
+                f"data.splits.{role}={folder!r}: expected the name of a split folder, e.g. "
+                f"{'Train' if role == 'train' else 'Validation'}"
+            )
+    folders = [data.splits.train, data.splits.val] + [t for t in [data.splits.get("test")] if t]
+    if len(set(folders)) != len(folders):
+        raise ConfigError(
+            f"data.splits={OmegaConf.to_container(data.splits)}: train, val and test must be "
+            "different folders (scores on training images mean nothing)"
+        )
     _choice("data.cache", data.cache, CACHES)
     cap = data.get("cache_max_gb")
     if cap is not None:
@@ -90,7 +110,12 @@ def check_training_config(cfg: DictConfig) -> None:
     if monitor not in MONITORS:
         raise ConfigError(f"trainer.monitor={monitor!r}: choose one of {', '.join(MONITORS)}")
     _integer("trainer.precise_batchnorm_batches", cfg.trainer.precise_batchnorm_batches, 0)
-    _integer("data.image_size", cfg.data.image_size, MIN_IMAGE_SIZE)
+    size = _integer("data.image_size", cfg.data.image_size, MIN_IMAGE_SIZE)
+    if size > MAX_IMAGE_SIZE:
+        raise ConfigError(
+            f"data.image_size={size!r}: expected an integer from {MIN_IMAGE_SIZE} to "
+            f"{MAX_IMAGE_SIZE}"
+        )
     _choice("trainer.precision", cfg.trainer.precision, PRECISIONS)
     _choice("trainer.strategy", cfg.trainer.strategy, STRATEGIES)
     if cfg.trainer.jit_compile not in (True, False, "auto"):

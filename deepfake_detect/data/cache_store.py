@@ -19,18 +19,54 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from deepfake_detect.data.layout import DataError
+
 log = logging.getLogger(__name__)
 
 ENTRY_FORMAT = 2
 TMP_MARK = ".tmp-"
 LOCK_SUFFIX = ".lock"
-ENTRY_MODE = 0o755  # group- and world-readable: a team can share one cache
-LOCK_MODE = 0o664  # group members may lock (read or build) entries too
+ENTRY_MODE = 0o750  # entries are group-readable (not world-readable: faces are personal data)
+FILE_MODE = 0o640
+LOCK_MODE = 0o660  # group members may lock (read or build) entries too
+FOLDER_MODE = 0o2750  # folders we create: group-readable, new files keep the folder's group
 
 
 def decoded_dir(cache_dir: Path) -> Path:
     """The folder that holds the entries of ``cache_dir``."""
     return Path(cache_dir) / "decoded"
+
+
+def unusable_cache(folder: Path, error: OSError) -> DataError:
+    """The one-line error for a cache folder this process cannot use."""
+    why = error.strerror or type(error).__name__
+    return DataError(
+        f"cannot use the decoded-image cache in {folder} ({why}); set data.cache_dir (or "
+        "--cache-dir) to a folder you can write, or data.cache=none (a team cache needs "
+        "`chgrp TEAM DIR && chmod g+ws DIR`)"
+    )
+
+
+def make_folder(folder: Path) -> None:
+    """Create ``folder`` (and parents) group-readable and group-inheriting; existing folders
+    keep the mode their owner gave them."""
+    missing = []
+    for path in (folder, *folder.parents):
+        if path.exists():
+            break
+        missing.append(path)
+    folder.mkdir(parents=True, exist_ok=True)
+    for path in missing:
+        try:
+            path.chmod(FOLDER_MODE | (0o777 & ~_umask()))
+        except OSError:
+            pass
+
+
+def _umask() -> int:
+    current = os.umask(0)
+    os.umask(current)
+    return current
 
 
 class EntryLock:
@@ -44,9 +80,13 @@ class EntryLock:
 
     def __init__(self, entry: Path) -> None:
         self.path = entry.with_name(entry.name + LOCK_SUFFIX)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
         self.exclusive = False
-        self._fd: int | None = self._open()
+        self._fd: int | None = None
+        try:
+            make_folder(self.path.parent)
+            self._fd = self._open()
+        except OSError as error:
+            raise unusable_cache(self.path.parent, error) from error
 
     def _open(self) -> int:
         try:
@@ -183,14 +223,28 @@ def list_entries(cache_dir: Path) -> list[EntryInfo]:
     return sorted(found, key=lambda info: info.last_used)
 
 
+def in_use(entry: Path) -> bool:
+    """Whether a process holds the entry's lock (reading or building it)."""
+    lock = EntryLock(entry)
+    try:
+        return not lock.acquire(shared=False, blocking=False)
+    finally:
+        lock.close()
+
+
 def remove_entry(entry: Path, why: str) -> bool:
-    """Remove an entry unless a process holds its lock (reading it or building it)."""
+    """Remove an entry unless a process holds its lock (reading or building it); False when
+    it is in use or could not be removed (another user's entry)."""
     lock = EntryLock(entry)
     try:
         if not lock.acquire(shared=False, blocking=False):
             log.info("cache entry %s is in use; not removed (%s)", entry.name, why)
             return False
-        shutil.rmtree(entry, ignore_errors=True)
+        failures: list[str] = []
+        shutil.rmtree(entry, onerror=lambda _f, path, info: failures.append(f"{path}: {info[1]}"))
+        if entry.exists():
+            log.warning("could not remove cache entry %s (%s): %s", entry.name, why, failures[:1])
+            return False
         lock.remove_file()
         log.info("removed cache entry %s (%s)", entry.name, why)
         return True
@@ -205,9 +259,24 @@ def remove_build_leftovers(entry: Path) -> None:
         log.info("removed the leftovers of an interrupted cache build: %s", tmp.name)
 
 
+def _remove_orphan_lock(entry: Path) -> bool:
+    """Delete the lock file of an entry that does not exist and is not being built."""
+    lock = EntryLock(entry)
+    try:
+        if not lock.acquire(shared=False, blocking=False):
+            return False
+        if entry.exists() or list(entry.parent.glob(entry.name + TMP_MARK + "*")):
+            return False  # checked under the lock: it was built (or is being) meanwhile
+        lock.remove_file()
+        return True
+    finally:
+        lock.close()
+
+
 def clean_orphans(cache_dir: Path) -> int:
-    """Remove temp folders of killed builds and lock files left with no entry; return how many
-    were removed. Anything whose lock is held (a build in progress) is left alone."""
+    """Remove temp folders of killed builds, lock files left with no entry and entries of an
+    older format; return how many were removed. Anything whose lock is held (a build in
+    progress, a reader) is left alone."""
     folder = decoded_dir(cache_dir)
     if not folder.is_dir():
         return 0
@@ -218,8 +287,7 @@ def clean_orphans(cache_dir: Path) -> int:
             lock = EntryLock(entry)
             try:
                 if lock.acquire(shared=False, blocking=False):
-                    shutil.rmtree(path, ignore_errors=True)
-                    log.info("removed the leftovers of an interrupted cache build: %s", path.name)
+                    remove_build_leftovers(entry)
                     removed += 1
                     if not entry.exists():
                         lock.remove_file()
@@ -227,10 +295,10 @@ def clean_orphans(cache_dir: Path) -> int:
                 lock.close()
         elif path.name.endswith(LOCK_SUFFIX):
             entry = path.with_name(path.name.removesuffix(LOCK_SUFFIX))
-            if entry.exists() or list(folder.glob(entry.name + TMP_MARK + "*")):
-                continue
-            if remove_entry(entry, "orphaned lock"):
+            if not entry.exists() and _remove_orphan_lock(entry):
                 removed += 1
+        elif path.is_dir() and not path.name.endswith(f"-v{ENTRY_FORMAT}"):
+            removed += remove_entry(path, "written by an older version")
     return removed
 
 
@@ -251,7 +319,8 @@ def evict(cache_dir: Path, max_bytes: float, keep: Path) -> list[Path]:
     if total > max_bytes:
         log.warning(
             "decoded cache %s holds %.2f GB, over data.cache_max_gb=%.3g: the rest is in use "
-            "or is the entry just built",
+            "or is the entry just built; raise data.cache_max_gb or free space with "
+            "`deepfake-detect cache clear`",
             decoded_dir(cache_dir),
             total / 1e9,
             max_bytes / 1e9,
@@ -278,16 +347,26 @@ def write_meta(folder: Path, meta: dict) -> None:
 
 
 def share(folder: Path) -> None:
-    """Make an entry and the cache folders above it readable by the group (and others),
-    whatever the umask: a team can share one cache."""
+    """Make a built entry group-readable (not world-readable), whatever the umask."""
     for child in folder.iterdir():
-        child.chmod(ENTRY_MODE & 0o666)
+        child.chmod(FILE_MODE)
     folder.chmod(ENTRY_MODE)
-    for above in (folder.parent, folder.parent.parent):
-        try:
-            above.chmod(above.stat().st_mode | 0o055)
-        except OSError:  # not ours: its owner decides
-            pass
+
+
+def reserve(fd: int, size: int, where: Path) -> None:
+    """Allocate ``size`` bytes for the open file ``fd`` in folder ``where`` now: a memory map
+    over a sparse file that hits a full disk kills the process with SIGBUS, so running out of
+    space must happen here, as one clear error."""
+    try:
+        os.posix_fallocate(fd, 0, size)
+    except OSError as error:
+        free = shutil.disk_usage(where).free
+        raise DataError(
+            f"not enough disk space for decoded images in {where} ({error.strerror}: "
+            f"{size / 1e9:.2f} GB needed, {free / 1e9:.2f} GB free); free space (`deepfake-"
+            "detect cache clear`), set data.cache_dir to a larger disk ($TMPDIR with "
+            "data.cache=none), or lower data.image_size"
+        ) from error
 
 
 def fsync_folder(folder: Path) -> None:

@@ -15,6 +15,7 @@ import hashlib
 import json
 import logging
 import os
+import random
 import shutil
 import tempfile
 import time
@@ -175,6 +176,9 @@ def decode_split(
     canonical = CanonicalFiles.of(files)
     shape = (len(canonical.paths), size, size, 3)
     with tempfile.TemporaryFile(dir=scratch_dir) as scratch:
+        cache_store.reserve(
+            scratch.fileno(), int(np.prod(shape)), Path(scratch_dir or tempfile.gettempdir())
+        )
         images = np.memmap(scratch, dtype=np.uint8, mode="w+", shape=shape)
     digests = np.zeros((len(canonical.paths), DIGEST_BYTES), dtype=np.uint8)
     corrupt = decode_into(canonical, images, digests, size, stop_at_corrupt=not skip_corrupt)
@@ -184,13 +188,12 @@ def decode_split(
 def cache_entry(cache_dir: Path, canonical: CanonicalFiles, size: int) -> Path:
     """The entry folder for this split's current files at this size."""
     files = canonical.files
-    root_hash = hashlib.sha256(str(files.root).encode()).hexdigest()[:10]
+    # the root and the class folders read: runs that read other class folders of the same
+    # split are other entries, not stale versions of this one
+    where = f"{files.root}\0{','.join(sorted(files.class_folders))}"
+    root_hash = hashlib.sha256(where.encode()).hexdigest()[:10]
     name = f"{root_hash}-{files.split}-{size}px-{canonical.key()}-v{cache_store.ENTRY_FORMAT}"
     return cache_store.decoded_dir(cache_dir) / name
-
-
-def _entry_prefix(entry: Path) -> str:
-    return entry.name.rsplit("-", 2)[0] + "-"  # root hash, split, size
 
 
 def _build(entry: Path, canonical: CanonicalFiles, size: int, stop_at_corrupt: bool) -> None:
@@ -205,6 +208,12 @@ def _build(entry: Path, canonical: CanonicalFiles, size: int, stop_at_corrupt: b
         digests = np.lib.format.open_memmap(
             tmp / "digests.npy", mode="w+", dtype=np.uint8, shape=(count, DIGEST_BYTES)
         )
+        for name, array in (("images.npy", images), ("digests.npy", digests)):
+            fd = os.open(tmp / name, os.O_RDWR)
+            try:
+                cache_store.reserve(fd, array.offset + array.nbytes, entry.parent)
+            finally:
+                os.close(fd)
         corrupt = decode_into(canonical, images, digests, size, stop_at_corrupt)
         images.flush()
         digests.flush()
@@ -253,9 +262,10 @@ def load_split(
     """Decoded images of a split, through the disk cache when ``cache_dir`` is set.
 
     The returned split holds the entry's shared lock (no one removes it while it is in use);
-    ``in_memory`` loads the images into RAM instead of mapping them. After a build, stale
-    entries of the same split, orphaned temp folders and locks, and (with ``max_gb``) the
-    least recently used entries beyond that size are removed.
+    ``in_memory`` loads the images into RAM instead of mapping them. Before a build, stale
+    entries of the same split that no one uses are removed (their space is needed); after
+    it, with ``max_gb``, the least recently used entries beyond that size; orphaned temp
+    folders and locks at every load.
     """
     if cache_dir is None:
         return decode_split(files, size, skip_corrupt)
@@ -264,15 +274,31 @@ def load_split(
     lock = EntryLock(entry)
     built = False
     try:
-        lock.acquire(shared=True)
-        if not cache_store.is_complete(entry):
-            lock.acquire(shared=False)  # build it once: others wait here, then read it
-            if not cache_store.is_complete(entry):
+        builds, waited = 0, False
+        while True:
+            lock.acquire(shared=True)  # blocks while another process builds it (exclusive)
+            if cache_store.is_complete(entry):  # checked under the shared lock: it stays
+                decoded = _open_entry(entry, canonical, skip_corrupt, in_memory, lock)
+                break
+            if not lock.acquire(shared=False, blocking=False):
+                # another process is checking too (or starts building): our shared lock is
+                # gone with the failed conversion; retry after a random pause (no livelock)
+                if not waited:
+                    log.info("waiting for another process to build %s", entry.name)
+                    waited = True
+                time.sleep(random.uniform(0.05, 0.5))
+                continue
+            if not cache_store.is_complete(entry):  # no one built it meanwhile: build it once
+                if builds == MAX_BUILDS:
+                    raise DataError(
+                        f"decoded cache entry {entry} was removed {builds} times while it was "
+                        "being opened (is a `cache clear` running in a loop?); try again"
+                    )
+                _remove_stale(entry)
                 cache_store.remove_build_leftovers(entry)
                 _build(entry, canonical, size, stop_at_corrupt=not skip_corrupt)
-                built = True
-            lock.acquire(shared=True)
-        decoded = _open_entry(entry, canonical, skip_corrupt, in_memory, lock)
+                built, builds = True, builds + 1
+            # back to a shared lock and check again: flock converts by releasing first
     except BaseException:
         if lock.exclusive and not cache_store.is_complete(entry):
             lock.remove_file()  # a failed build leaves nothing
@@ -280,17 +306,18 @@ def load_split(
         raise
     if in_memory:
         lock.close()
-    if built:
-        _tidy(Path(cache_dir), entry, max_gb)
+    cache_store.clean_orphans(Path(cache_dir))
+    if built and max_gb is not None:
+        cache_store.evict(Path(cache_dir), max_gb * 1e9, keep=entry)
     return replace(decoded, from_cache=not built)
 
 
-def _tidy(cache_dir: Path, entry: Path, max_gb: float | None) -> None:
-    """After a build: stale entries of the same split, orphans, and the size cap."""
-    prefix = _entry_prefix(entry)
+MAX_BUILDS = 3
+
+
+def _remove_stale(entry: Path) -> None:
+    """Entries of the same root, class folders, split and size with other files: stale."""
+    prefix = entry.name.rsplit("-", 2)[0] + "-"
     for sibling in entry.parent.glob(prefix + "*"):
         if sibling != entry and sibling.is_dir() and cache_store.TMP_MARK not in sibling.name:
             cache_store.remove_entry(sibling, "stale: the files changed")
-    cache_store.clean_orphans(cache_dir)
-    if max_gb is not None:
-        cache_store.evict(cache_dir, max_gb * 1e9, keep=entry)

@@ -30,6 +30,7 @@ class SplitFiles:
     paths: tuple[Path, ...]
     labels: tuple[int, ...]
     ignored_folders: tuple[str, ...] = ()  # sub-folders that are not one of data.classes
+    class_folders: tuple[str, ...] = ()  # the class folders read ([negative, positive])
 
     def __len__(self) -> int:
         return len(self.paths)
@@ -131,6 +132,7 @@ def scan_split(root: Path, split: str, classes: list[str]) -> SplitFiles:
         paths=tuple(paths),
         labels=tuple(labels),
         ignored_folders=tuple(extra),
+        class_folders=tuple(classes),
     )
 
 

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from deepfake_detect.data.decode_cache import load_split
-from deepfake_detect.data.layout import require_root, scan_split
+from deepfake_detect.data.layout import fingerprint, require_root, scan_split
 from deepfake_detect.data.pipeline import make_dataset
 from deepfake_detect.data.prepare import require_both_classes
 from deepfake_detect.data.progress import reported_progress
@@ -15,6 +15,7 @@ from deepfake_detect.inference.model_source import LoadedModel
 from deepfake_detect.metrics.report import SplitReport, report_split
 from deepfake_detect.models.heads import predict_scores
 from deepfake_detect.tracking.lifecycle import tracked_run
+from deepfake_detect.tracking.run_inputs import log_dataset_input, source_tags
 from deepfake_detect.tracking.store import ensure_experiment, store_client
 from deepfake_detect.tracking.vocabulary import EVALUATION, RUN_TYPE_TAG, THRESHOLD_KEY
 
@@ -53,6 +54,7 @@ def evaluate_model(
     prefix = SPLIT_PREFIXES.get(split, split.lower())
     source = loaded.source
     tags = {
+        **source_tags("deepfake-detect evaluate"),
         RUN_TYPE_TAG: EVALUATION,
         "model_uri": source.uri,
         "source_run_id": source.run_id or "",
@@ -67,6 +69,16 @@ def evaluate_model(
     experiment_id = ensure_experiment(tracking_uri, experiment)
     with tracked_run(client, experiment_id, f"evaluate-{source.uri}", tags) as run:
         run_id = run.info.run_id
+        log_dataset_input(
+            client,
+            run_id,
+            files.root.name,
+            fingerprint([files]),
+            files.root,
+            {prefix: len(decoded)},
+            names,
+            context="eval",
+        )
         with reported_progress(len(decoded), f"evaluating on {files.root / split}") as advance:
             prob = predict_scores(loaded.model, dataset, advance)
         with tempfile.TemporaryDirectory() as tmp:

@@ -42,11 +42,10 @@ def _unavailable(uri: str, timeout: float, reason: str) -> StoreUnavailableError
 
 
 def _redacted(uri: str) -> str:
-    """``uri`` without a password (``postgresql://user:***@host/db``)."""
-    parsed = urlparse(uri)
-    if parsed.password is None:
-        return uri
-    return uri.replace(f":{parsed.password}@", ":***@", 1)
+    """``uri`` without a password (``postgresql://user:***@host/db``) or token."""
+    from deepfake_detect.tracking.store import redact
+
+    return redact(uri)
 
 
 def _check_server(uri: str, timeout: float) -> None:

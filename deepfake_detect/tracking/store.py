@@ -6,6 +6,7 @@ No TensorFlow here; `leaderboard`, `promote` and the sweep callback use this mod
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 from collections.abc import Iterator, Mapping
 from pathlib import Path
@@ -132,3 +133,16 @@ def git_commit(root: Path = PROJECT_ROOT) -> str:
     if not commit:
         return "unknown"
     return f"{commit}-dirty" if dirty else commit
+
+
+_USERINFO = re.compile(r"(?P<scheme>[A-Za-z][\w+.-]*://)(?P<user>[^/@\s:]*):[^/@\s]*@")
+_SECRET_QUERY = re.compile(
+    r"(?P<key>[?&](?:token|access_token|api_key|apikey|password|secret)=)[^&\s'\"]+", re.I
+)
+
+
+def redact(text: str) -> str:
+    """``text`` with the password of every ``scheme://user:password@`` URI and every token
+    query value replaced by ``***``: for anything a run records or prints."""
+    text = _USERINFO.sub(lambda m: f"{m['scheme']}{m['user']}:***@", text)
+    return _SECRET_QUERY.sub(lambda m: f"{m['key']}***", text)

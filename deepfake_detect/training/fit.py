@@ -27,6 +27,7 @@ from deepfake_detect.tracking.lifecycle import deferred_stop
 from deepfake_detect.tracking.model_logging import log_keras_model
 from deepfake_detect.tracking.registered_models import register_run
 from deepfake_detect.tracking.run_state import CheckpointStore
+from deepfake_detect.tracking.store import redact
 from deepfake_detect.tracking.vocabulary import (
     BEST_EPOCH_METRIC,
     CHECKPOINT_EPOCH_TAG,
@@ -213,7 +214,7 @@ def write_run_files(
     """Resolved config, model summary and training curves (written into ``out``)."""
     plots.training_curves(history, out / "plots" / "training_curves.png")
     (out / "config").mkdir()
-    (out / "config" / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
+    (out / "config" / "config.yaml").write_text(redact(OmegaConf.to_yaml(cfg, resolve=True)))
     summary: list[str] = []
     model.summary(print_fn=lambda line, **_: summary.append(line))
     (out / "model_summary.txt").write_text("\n".join(summary) + "\n")

@@ -25,10 +25,12 @@ from deepfake_detect.tracking.health import (
     check_store_reachable,
     unwritable_store_cause,
 )
+from deepfake_detect.tracking.run_inputs import log_dataset_input, source_tags
 from deepfake_detect.tracking.store import (
     ensure_experiment,
     flatten,
     git_commit,
+    redact,
     resolve_tracking_uri,
     store_client,
 )
@@ -55,54 +57,24 @@ from deepfake_detect.tracking.vocabulary import (
 log = logging.getLogger(__name__)
 
 
-def source_tags() -> dict[str, str]:
-    """MLflow's standard source tags (the run table's Source and User columns)."""
-    import getpass
-
-    from mlflow.utils import mlflow_tags
-
-    commit = git_commit().removesuffix("-dirty")
-    tags = {
-        mlflow_tags.MLFLOW_SOURCE_NAME: "deepfake_detect.train",
-        mlflow_tags.MLFLOW_SOURCE_TYPE: "LOCAL",
-        mlflow_tags.MLFLOW_USER: getpass.getuser(),
-    }
-    if commit != "unknown":
-        tags[mlflow_tags.MLFLOW_GIT_COMMIT] = commit
-    return tags
-
-
-def log_dataset_input(client, run_id: str, cfg: DictConfig, data) -> None:
-    """The data as an MLflow dataset input (the run table's Dataset column): name, digest =
-    the data fingerprint, source = the root, image counts per split as its profile."""
-    import json
-
-    from mlflow.entities import Dataset, DatasetInput, InputTag
-    from mlflow.utils.mlflow_tags import MLFLOW_DATASET_CONTEXT
-
+def log_training_data(client, run_id: str, cfg: DictConfig, data) -> None:
+    """The training data as the run's MLflow dataset input (``data``: PreparedData)."""
     counts = {"train": len(data.train), "val": len(data.val)}
     if data.test is not None:
         counts["test"] = len(data.test)
-    dataset = Dataset(
-        name=str(cfg.data.name),
-        digest=data.fingerprint,
-        source_type="local",
-        source=json.dumps({"uri": str(data.root)}),
-        profile=json.dumps({"num_images": counts, "class_names": data.class_names}),
-    )
-    client.log_inputs(
-        run_id, datasets=[DatasetInput(dataset, tags=[InputTag(MLFLOW_DATASET_CONTEXT, "train")])]
+    log_dataset_input(
+        client, run_id, str(cfg.data.name), data.fingerprint, data.root, counts, data.class_names
     )
 
 
 def job_tags(cfg: DictConfig, job: JobContext, digest: str) -> dict[str, str]:
     """Tags every attempt sets: what kind of run, which config (hash), under which parent."""
     tags = {
-        **source_tags(),
+        **source_tags("deepfake_detect.train"),
         RUN_TYPE_TAG: TRAINING,
         MODEL_TAG: str(cfg.model.name),
         GIT_COMMIT_TAG: git_commit(),
-        "hydra_overrides": " ".join(job.overrides),
+        "hydra_overrides": redact(" ".join(job.overrides)),
         DATASET_TAG: str(cfg.data.name),
         CONFIG_HASH_TAG: digest,
         POSITIVE_CLASS_TAG: str(cfg.data.positive_class),
@@ -131,7 +103,7 @@ def run_tags(cfg: DictConfig, job: JobContext, digest: str, data) -> dict[str, s
 def config_params(cfg: DictConfig) -> dict[str, str]:
     """Every resolved config leaf as a dotted param (``model.dropout``)."""
     resolved = OmegaConf.to_container(cfg, resolve=True)
-    return {key: str(value)[:PARAM_VALUE_LIMIT] for key, value in flatten(resolved)}
+    return {key: redact(str(value))[:PARAM_VALUE_LIMIT] for key, value in flatten(resolved)}
 
 
 def should_register(cfg: DictConfig, job: JobContext) -> str | None:
@@ -146,6 +118,7 @@ def run_url(uri: str, experiment_id: str, run_id: str) -> str:
     """Where to see the run: the server itself, ``make ui`` for the project store, else the
     command that serves this store."""
     page = f"/#/experiments/{experiment_id}/runs/{run_id}"
+    uri = redact(uri)
     if uri.startswith(("http://", "https://")):
         return uri.rstrip("/") + page
     if uri == DEFAULT_TRACKING_URI:
@@ -220,6 +193,9 @@ def run_training(cfg: DictConfig, job: JobContext | None = None) -> float:
     job = job or current_job()
     check_training_config(cfg)
     uri = resolve_tracking_uri(cfg.tracking.uri)
+    # MLflow's own "View run ... at URL" would print a password in the URI: we print the
+    # run's URL ourselves, redacted
+    os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
     check_store_reachable(uri, float(cfg.tracking.connect_timeout))
     experiment_id = ensure_experiment(uri, str(cfg.tracking.experiment))
     client = store_client(uri)
@@ -273,7 +249,7 @@ def run_training(cfg: DictConfig, job: JobContext | None = None) -> float:
         client.log_batch(run_id, params=[Param(k, v) for k, v in params.items() if k not in logged])
         client.log_metric(run_id, "data_load_seconds", load_seconds, step=attempt_number)
         if not existing:
-            log_dataset_input(client, run_id, cfg, data)
+            log_training_data(client, run_id, cfg, data)
         if data.skipped:
             client.log_metric(run_id, "skipped_images", data.skipped, step=attempt_number)
         attempt = Attempt(
@@ -288,7 +264,8 @@ def run_training(cfg: DictConfig, job: JobContext | None = None) -> float:
     if not OmegaConf.select(cfg, "trainer.checkpoint.keep", default=False):
         attempt.checkpoints.remove(client, run_id)
     print_summary(result, name, run_url(uri, experiment_id, run_id))
-    print(f"MLflow run {run_id} ({name}) in experiment {cfg.tracking.experiment!r} at {uri}")
+    where = redact(uri)
+    print(f"MLflow run {run_id} ({name}) in experiment {cfg.tracking.experiment!r} at {where}")
     if result.pruned_epoch is not None:
         from deepfake_detect.training.pruning import PrunedObjective
 

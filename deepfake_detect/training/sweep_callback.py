@@ -21,6 +21,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from deepfake_detect.config.run_naming import PARENT_RUN_ENV
 from deepfake_detect.config.validation import ConfigError, check_training_config
+from deepfake_detect.tracking.store import redact
 from deepfake_detect.tracking.vocabulary import (
     ERROR_TAG,
     PARAM_VALUE_LIMIT,
@@ -192,7 +193,7 @@ class MlflowSweepCallback(Callback):
             **process_tags(),
             RUN_TYPE_TAG: SWEEP,
             SWEEP_HASH_TAG: identity,
-            "hydra_overrides": " ".join(config.hydra.overrides.task),
+            "hydra_overrides": redact(" ".join(config.hydra.overrides.task)),
             "sweeper": str(config.hydra.sweeper._target_),
             "launcher": str(config.hydra.launcher._target_),
             "sweep_dir": str(config.hydra.sweep.dir),
@@ -226,7 +227,8 @@ class MlflowSweepCallback(Callback):
                 params=[Param(k, v[:PARAM_VALUE_LIMIT]) for k, v in params.items()],
             )
         os.environ[PARENT_RUN_ENV] = self.parent_run_id
-        print(f"sweep parent run {self.parent_run_id} ({run.info.run_name}) at {self.uri}")
+        where = redact(self.uri)
+        print(f"sweep parent run {self.parent_run_id} ({run.info.run_name}) at {where}")
 
     def _close_if_open(self) -> None:
         """A sweep that died (Ctrl-C, crash) leaves its parent KILLED, not RUNNING."""

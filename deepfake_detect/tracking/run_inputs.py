@@ -1,0 +1,55 @@
+"""What a run records about where it came from: MLflow's source tags (the run table's Source
+and User columns) and its data as a dataset input (the Dataset column)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from mlflow.tracking import MlflowClient
+
+from deepfake_detect.tracking.store import git_commit
+
+
+def source_tags(entry_point: str) -> dict[str, str]:
+    """``mlflow.source.name`` (the command), type, ``mlflow.user`` and the git commit."""
+    import getpass
+
+    from mlflow.utils import mlflow_tags
+
+    commit = git_commit().removesuffix("-dirty")
+    tags = {
+        mlflow_tags.MLFLOW_SOURCE_NAME: entry_point,
+        mlflow_tags.MLFLOW_SOURCE_TYPE: "LOCAL",
+        mlflow_tags.MLFLOW_USER: getpass.getuser(),
+    }
+    if commit != "unknown":
+        tags[mlflow_tags.MLFLOW_GIT_COMMIT] = commit
+    return tags
+
+
+def log_dataset_input(
+    client: MlflowClient,
+    run_id: str,
+    name: str,
+    digest: str,
+    root: Path,
+    counts: dict[str, int],
+    class_names: list[str],
+    context: str = "train",
+) -> None:
+    """The data as an MLflow dataset input: name, digest (the data fingerprint), source (the
+    root), images per split and class names as its profile, used in ``context``."""
+    from mlflow.entities import Dataset, DatasetInput, InputTag
+    from mlflow.utils.mlflow_tags import MLFLOW_DATASET_CONTEXT
+
+    dataset = Dataset(
+        name=name,
+        digest=digest,
+        source_type="local",
+        source=json.dumps({"uri": str(root)}),
+        profile=json.dumps({"num_images": counts, "class_names": class_names}),
+    )
+    client.log_inputs(
+        run_id, datasets=[DatasetInput(dataset, tags=[InputTag(MLFLOW_DATASET_CONTEXT, context)])]
+    )
