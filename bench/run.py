@@ -164,8 +164,9 @@ NOISY_SPREAD = 0.10  # a ratio whose per-pair values spread more than this is no
 
 
 def paired_ratio(numerators: list[float], denominators: list[float]) -> dict[str, object]:
-    """The median of the per-repeat ratios (each pair ran back to back, so machine drift
-    cancels) and its spread, (max - min) / median; ``noisy`` when the spread is over 10 %."""
+    """The median of the per-repeat ratios (both cases of a pair ran in the same repeat, so
+    slow machine drift cancels) and its spread, (max - min) / median; ``noisy`` when the
+    spread is over 10 %."""
     pairs = [n / d for n, d in zip(numerators, denominators, strict=True)]
     median = statistics.median(pairs)
     spread = (max(pairs) - min(pairs)) / median if len(pairs) > 1 else float("nan")

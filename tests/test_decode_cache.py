@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import socket
 import subprocess
 import sys
 import tempfile
@@ -22,7 +23,7 @@ from deepfake_detect.data import cache_store
 from deepfake_detect.data.decode_cache import load_split
 from deepfake_detect.data.layout import DataError, scan_split
 from deepfake_detect.data.synthetic import generate_dataset
-from tests.conftest import clean_env, detect
+from tests.conftest import clean_env, detect, run_cli
 
 CLASSES = ["Real", "Fake"]
 
@@ -44,7 +45,9 @@ def leftovers(cache: Path) -> list[str]:
     return sorted(
         p.name
         for p in (cache / "decoded").iterdir()
-        if p.name not in names and p.name.removesuffix(".lock") not in names
+        if p.name not in names
+        and p.name.removesuffix(".lock") not in names
+        and p.name.removesuffix(".build") not in names
     )
 
 
@@ -244,7 +247,7 @@ def test_entries_in_use_are_neither_removed_as_stale_nor_evicted(data, tmp_path)
     finally:
         reader.kill()
     removed, kept = cache_store.clear(cache, older_than_days=None)
-    assert in_use in removed and kept == []
+    assert in_use in removed and kept == {}
     assert entries(cache) == [] and leftovers(cache) == []
 
 
@@ -268,7 +271,7 @@ def test_entries_are_group_readable(data, tmp_path):
         os.umask(old)
     (entry,) = entries(cache)
     assert entry.stat().st_mode & 0o777 == 0o750  # group-readable, not world-readable
-    assert (cache / "decoded").stat().st_mode & 0o050 == 0o050  # the folder it created
+    assert (cache / "decoded").stat().st_mode & 0o777 == 0o750  # the folder it created
     for child in entry.iterdir():
         assert child.stat().st_mode & 0o777 == 0o640, child.name
 
@@ -348,29 +351,67 @@ def test_runs_reading_other_class_folders_do_not_evict_each_other(data, tmp_path
     assert len(entries(cache)) == 2
 
 
-def test_an_entry_removed_in_the_moment_after_its_build_is_built_again(data, tmp_path):
-    """flock turns the builder's exclusive lock into a shared one by releasing it first; a
-    `cache clear` in that gap must not crash the run (it rebuilds)."""
-    import fcntl
-
+def test_an_entry_deleted_under_a_reader_is_built_again_without_waiting(data, tmp_path):
+    """Someone deletes the entry (`rm -rf`, tmpwatch) while a run reads it: the reader keeps
+    its memory map, and the next load builds a new entry at once instead of waiting for it."""
     cache = tmp_path / "cache"
-    original = cache_store.EntryLock.acquire
-    cleared = []
-
-    def clear_in_the_gap(self, shared, blocking=True):
-        if shared and self.exclusive and not cleared:
-            fcntl.flock(self._fd, fcntl.LOCK_UN)  # what the kernel does first
-            cleared.append(cache_store.clear(cache, None))
-        return original(self, shared, blocking)
-
-    cache_store.EntryLock.acquire = clear_in_the_gap
+    reader = subprocess.Popen(
+        [sys.executable, "-c", textwrap.dedent(READER), str(data), str(cache)],
+        env=clean_env(),
+        text=True,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
     try:
-        split = load_split(scan_split(data, "Train", CLASSES), 24, False, cache)
+        assert reader.stdout.readline().strip() == "ready", reader.stderr.read()
+        (entry,) = entries(cache)
+        shutil.rmtree(entry)
+        again = load_split(scan_split(data, "Train", CLASSES), 24, False, cache)
+        assert not again.from_cache and len(again) == 12
+        out, err = reader.communicate("\n", timeout=60)
+        assert reader.returncode == 0, err
+        assert int(out.split()[-1]) == int(again.usable_images().astype(np.int64).sum())
     finally:
-        cache_store.EntryLock.acquire = original
-    assert cleared and len(cleared[0][0]) == 1, "the gap was hit and the entry removed"
-    assert len(split) == 12 and split.usable_images().shape == (12, 24, 24, 3)
-    assert len(entries(cache)) == 1
+        reader.kill()
+
+
+@pytest.mark.parametrize("lost", ["images.npy", "meta.json"])
+def test_a_half_removed_entry_is_rebuilt(data, tmp_path, lost):
+    cache = tmp_path / "cache"
+    files = scan_split(data, "Train", CLASSES)
+    load_split(files, 24, False, cache).lease.close()
+    (entry,) = entries(cache)
+    (entry / lost).unlink()
+    assert cache_store.list_entries(cache) == []  # not listed as a usable entry
+    rebuilt = load_split(files, 24, False, cache)
+    assert not rebuilt.from_cache and rebuilt.usable_images().shape == (12, 24, 24, 3)
+    assert [info.path for info in cache_store.list_entries(cache)] == [entry]
+
+
+def test_waiting_for_another_build_says_who_builds(data, tmp_path):
+    """A job that waits for another's build is told so (and by whom), then reads it."""
+    cache = tmp_path / "cache"
+    files = scan_split(data, "Train", CLASSES)
+    from deepfake_detect.data.decode_cache import CanonicalFiles, cache_entry
+
+    entry = cache_entry(cache, CanonicalFiles.of(files), 32)
+    build = cache_store.wait_to_build(entry)  # as if this process were building it
+    waiter = subprocess.Popen(
+        [sys.executable, "-m", "deepfake_detect.commands.cli", "cache", "warm", str(data)]
+        + ["--size", "32", "--split", "Train", "--cache-dir", str(cache)],
+        env=clean_env(),
+        text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        first = waiter.stderr.readline()
+        assert f"waiting for {socket.gethostname()}:{os.getpid()}" in first, first
+    finally:
+        build.close()
+        out, err = waiter.communicate(timeout=120)
+    assert waiter.returncode == 0, err
 
 
 def test_a_full_disk_is_one_line_not_a_crash(data, tiny_tmpfs, tmp_path):
@@ -383,15 +424,15 @@ def test_a_full_disk_is_one_line_not_a_crash(data, tiny_tmpfs, tmp_path):
     )
     assert result.returncode == 2, result.stderr[-2000:]
     lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: not enough disk space"), lines
-    assert "data.cache_dir" in lines[0]
+    assert len(lines) == 1 and lines[0].startswith("error: cannot reserve"), lines
+    assert "No space left on device" in lines[0] and "data.cache_dir" in lines[0]
     assert entries(cache) == [] and leftovers(cache) == []
 
 
 @pytest.mark.skipif(shutil.which("setpriv") is None, reason="needs util-linux setpriv")
-def test_clear_by_another_user_does_not_claim_what_it_could_not_remove(data):
-    """Another user may not delete a teammate's entry: `cache clear` says so instead of
-    printing "removed" and deleting the entry's lock."""
+def test_clear_by_a_teammate_takes_the_entry_out_of_use_and_says_what_is_left(data):
+    """A teammate may take a shared entry out of use (the folder is group-writable) but not
+    delete its owner's files: `cache clear` says so, and the owner's next load frees them."""
     base = Path(tempfile.mkdtemp(prefix="dfd-team-", dir="/tmp"))
     try:
         base.chmod(0o755)
@@ -412,9 +453,11 @@ def test_clear_by_another_user_does_not_claim_what_it_could_not_remove(data):
             cwd="/tmp",
         )
         assert cleared.returncode == 0, cleared.stderr
-        assert "removed 0 entries" in cleared.stdout, cleared.stdout
-        assert "could not remove" in cleared.stderr
-        assert entry.is_dir() and (cache / "decoded" / f"{entry.name}.lock").exists()
+        assert "removed 1 entries" in cleared.stdout, cleared.stdout
+        assert "could not delete the files of" in cleared.stderr, cleared.stderr
+        assert not entry.exists() and entries(cache) != []  # aside, out of use
+        load_split(scan_split(data, "Train", CLASSES), 20, False, cache).lease.close()
+        assert [p.name.split("-")[2] for p in entries(cache)] == ["20px"]  # freed by the owner
     finally:
         shutil.rmtree(base, ignore_errors=True)
 
@@ -433,3 +476,25 @@ def test_cache_commands_refuse_what_cannot_work(data, tmp_path):
         assert len(lines) == 1 and says in lines[0], lines
     for args in (["warm", str(data), "--size", "16"], ["clear", "--older-than", "-5"]):
         assert detect(["cache", *args], tmp_path).returncode == 2, args
+
+
+NO_SPACE = """
+import errno, os, sys
+def no_space(fd, offset, size):
+    raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+os.posix_fallocate = no_space  # as on a full disk, without needing root to make one
+from deepfake_detect.commands.cli import main
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def test_no_space_for_the_reservation_is_one_line(data, tmp_path):
+    cache = tmp_path / "cache"
+    result = run_cli(
+        ["-c", NO_SPACE, "cache", "warm", str(data), "--size", "32", "--cache-dir", str(cache)],
+        cwd=tmp_path,
+    )
+    assert result.returncode == 2, result.stderr[-2000:]
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "cannot reserve" in lines[0] and "No space" in lines[0], lines
+    assert entries(cache) == [] and leftovers(cache) == []

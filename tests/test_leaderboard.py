@@ -246,3 +246,64 @@ def test_unusable_store_uri_is_one_line(tmp_path, uri):
     result = detect(["leaderboard", "--tracking-uri", uri, "--out", "x.csv"], tmp_path)
     assert result.returncode == 2
     assert result.stderr.startswith("error:") and len(result.stderr.strip().splitlines()) == 1
+
+
+def test_store_problems_are_one_line_and_exit_2(golden_store, tmp_path):
+    """A corrupt file, a store of another MLflow schema, a server that does not answer."""
+    import shutil
+    import sqlite3
+
+    from deepfake_detect.tracking.store import sqlite_path
+    from tests.conftest import free_port
+
+    uri, _ = golden_store
+    corrupt = tmp_path / "corrupt.db"
+    corrupt.write_bytes(b"this is not a database " * 200)
+    older = tmp_path / "older.db"
+    shutil.copy(sqlite_path(uri), older)
+    with sqlite3.connect(older) as db:
+        db.execute("UPDATE alembic_version SET version_num = '0a8213491aaa'")
+    dead = f"http://alice:s3cret@127.0.0.1:{free_port()}"
+    cases = [
+        (f"sqlite:///{corrupt}", "is not a readable MLflow store (file is not a database)"),
+        (f"sqlite:///{older}", "has MLflow schema revision 0a8213491aaa; this leaderboard reads"),
+        (dead, "did not answer within 1 s"),
+    ]
+    for store, says in cases:
+        result = detect(
+            ["leaderboard", "--tracking-uri", store, "--out", "x.csv", "--connect-timeout", "1"],
+            tmp_path,
+        )
+        assert result.returncode == 2, (store, result.stderr[-2000:])
+        lines = result.stderr.strip().splitlines()
+        assert len(lines) == 1 and says in lines[0], lines
+        assert "s3cret" not in result.stderr
+    assert not (tmp_path / "x.csv").exists()
+
+
+def test_same_experiment_name_in_two_workspaces_does_not_collapse(golden_store, tmp_path):
+    """MLflow 3.17 names experiments per workspace: the reader reads MLFLOW_WORKSPACE's
+    (default: ``default``), never both."""
+    import sqlite3
+
+    from deepfake_detect.tracking.store import sqlite_path
+
+    uri, ids = golden_store
+    client = store_client(uri)
+    other = client.create_experiment("golden-elsewhere")
+    split = Split(0.5, 0.8, 40, 10, 40, 10)
+    mine = log_run(client, other, "only_in_default", [(split, split)], split, {})
+    with sqlite3.connect(sqlite_path(uri)) as db:
+        db.execute("UPDATE experiments SET workspace = 'team-b' WHERE name = 'golden'")
+        db.execute("UPDATE experiments SET name = 'golden' WHERE name = 'golden-elsewhere'")
+    cases = [({}, {mine}), ({"MLFLOW_WORKSPACE": "team-b"}, {ids["baseline"], ids["model_1"]})]
+    for env, expected_ids in cases:
+        out = tmp_path / f"board-{len(env)}.csv"
+        result = detect(
+            ["leaderboard", "--tracking-uri", uri, "--experiment", "golden", "--out", str(out)],
+            tmp_path,
+            env=env,
+        )
+        assert result.returncode == 0, result.stderr
+        found = set(pd.read_csv(out)["run_id"])
+        assert expected_ids <= found and (mine in found) == (not env), out.read_text()

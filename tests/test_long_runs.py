@@ -286,7 +286,7 @@ def test_dead_server_is_one_line_for_every_command(tiny_data, tmp_path):
         ["evaluate", "models:/deepfake-detector@champion", "--data", str(tiny_data)],
     ):
         answer = detect([*command, "--tracking-uri", dead, "--connect-timeout", "1"], tmp_path)
-        assert answer.returncode == 1, command
+        assert answer.returncode == 2, command
         assert answer.stderr.strip().count("\n") == 0 and dead in answer.stderr, answer.stderr
 
 

@@ -5,13 +5,7 @@ from __future__ import annotations
 import contextlib
 import io
 import json
-import os
 import shutil
-import signal
-import socket
-import subprocess
-import sys
-import time
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -23,16 +17,11 @@ from deepfake_detect.config.paths import RESULTS_DIR
 from deepfake_detect.tracking.store import store_client
 from deepfake_detect.tracking.vocabulary import EPOCH_KEYS, TEST_KEYS
 from deepfake_detect.training.main import run_training
+from tests.conftest import mlflow_server
 
 pytestmark = pytest.mark.slow
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 SCREENSHOTS = RESULTS_DIR / "test-artifacts"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def request(url: str, body: dict | None = None, host: str | None = None) -> tuple[int, dict]:
@@ -53,50 +42,8 @@ def request(url: str, body: dict | None = None, host: str | None = None) -> tupl
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
     """``mlflow server`` on a free loopback port with a temp SQLite store; always stopped."""
-    folder = tmp_path_factory.mktemp("server")
-    port = free_port()
-    log = (folder / "server.log").open("w")
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "mlflow",
-            "server",
-            "--backend-store-uri",
-            f"sqlite:///{folder / 'mlflow.db'}",
-            "--artifacts-destination",
-            str(folder / "artifacts"),
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--workers",
-            "1",
-        ],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        for _ in range(120):
-            if process.poll() is not None:
-                pytest.fail(f"mlflow server exited: {(folder / 'server.log').read_text()[-2000:]}")
-            try:
-                if request(f"{url}/health")[0] == 200:
-                    break
-            except OSError:
-                time.sleep(0.5)
-        else:
-            pytest.fail("mlflow server did not start in 60 s")
+    with mlflow_server(tmp_path_factory.mktemp("server")) as url:
         yield url
-    finally:
-        os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-        log.close()
 
 
 PRINTED: list[str] = []  # what the fixture's training printed

@@ -13,17 +13,19 @@ from pathlib import Path
 
 from deepfake_detect.commands.options import add_cache_dir_option, format_age
 
-MIN_IMAGE_SIZE = 32  # as data.image_size (config/validation.py)
-
 
 def image_size(text: str) -> int:
     """argparse type of ``--size``: what ``data.image_size`` accepts."""
+    from deepfake_detect.config.validation import MAX_IMAGE_SIZE, MIN_IMAGE_SIZE
+
     try:
         value = int(text)
     except ValueError:
         value = 0
-    if value < MIN_IMAGE_SIZE:
-        raise argparse.ArgumentTypeError(f"{text!r}: expected an integer >= {MIN_IMAGE_SIZE}")
+    if not MIN_IMAGE_SIZE <= value <= MAX_IMAGE_SIZE:
+        raise argparse.ArgumentTypeError(
+            f"{text!r}: expected an integer from {MIN_IMAGE_SIZE} to {MAX_IMAGE_SIZE}"
+        )
     return value
 
 
@@ -155,10 +157,10 @@ def clear(args: argparse.Namespace) -> int:
     """Remove unused entries (all, or those unused for --older-than days) and leftovers."""
     from deepfake_detect.data.cache_store import clear as clear_cache
 
-    removed, in_use = clear_cache(args.cache_dir, None if args.all else args.older_than)
+    removed, kept = clear_cache(args.cache_dir, None if args.all else args.older_than)
     print(f"removed {len(removed)} entries from {args.cache_dir}")
-    for entry in in_use:
-        print(f"kept {entry.name}: in use by a running process")
+    for entry, why in kept.items():
+        print(f"kept {entry.name}: {why}")
     return 0
 
 

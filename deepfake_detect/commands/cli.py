@@ -85,7 +85,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             check_store_reachable(resolve_tracking_uri(args.tracking_uri), args.connect_timeout)
         except StoreUnavailableError as error:
             print(f"error: {error}", file=sys.stderr)
-            return 1
+            return 2
     module = importlib.import_module(COMMANDS[args.command][0])
     return module.run(args)
 

@@ -89,6 +89,11 @@ def check_data_config(data: DictConfig) -> None:
             "different folders (scores on training images mean nothing)"
         )
     _choice("data.cache", data.cache, CACHES)
+    if data.cache != "none" and (not isinstance(data.cache_dir, str) or not data.cache_dir):
+        raise ConfigError(
+            f"data.cache_dir={data.cache_dir!r}: expected a folder for the decoded-image cache "
+            "(or data.cache=none)"
+        )
     cap = data.get("cache_max_gb")
     if cap is not None:
         _positive_number("data.cache_max_gb", cap)

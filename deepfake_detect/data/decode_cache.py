@@ -15,7 +15,6 @@ import hashlib
 import json
 import logging
 import os
-import random
 import shutil
 import tempfile
 import time
@@ -201,6 +200,7 @@ def _build(entry: Path, canonical: CanonicalFiles, size: int, stop_at_corrupt: b
     held). A strict build stops at the first unreadable file and leaves nothing."""
     tmp = Path(tempfile.mkdtemp(prefix=entry.name + cache_store.TMP_MARK, dir=entry.parent))
     try:
+        tmp.chmod(cache_store.folder_mode(entry.parent))  # teammates can clean a killed build
         count = len(canonical.paths)
         images = np.lib.format.open_memmap(
             tmp / "images.npy", mode="w+", dtype=np.uint8, shape=(count, size, size, 3)
@@ -241,12 +241,20 @@ def _build(entry: Path, canonical: CanonicalFiles, size: int, stop_at_corrupt: b
 def _open_entry(
     entry: Path, canonical: CanonicalFiles, skip_corrupt: bool, in_memory: bool, lease: EntryLock
 ) -> DecodedSplit:
-    meta = json.loads((entry / "meta.json").read_text())
-    index = {rel: i for i, rel in enumerate(canonical.rel)}
-    corrupt = {index[rel]: error for rel, error in meta["corrupt"].items()}
-    mode = None if in_memory else "r"
-    images = np.load(entry / "images.npy", mmap_mode=mode)
-    digests = np.load(entry / "digests.npy")
+    try:
+        meta = json.loads((entry / "meta.json").read_text())
+        index = {rel: i for i, rel in enumerate(canonical.rel)}
+        corrupt = {index[rel]: error for rel, error in meta["corrupt"].items()}
+        mode = None if in_memory else "r"
+        images = np.load(entry / "images.npy", mmap_mode=mode)
+        digests = np.load(entry / "digests.npy")
+        if images.shape[0] != len(canonical.rel) or digests.shape[0] != len(canonical.rel):
+            raise ValueError(f"{images.shape[0]} images for {len(canonical.rel)} files")
+    except (OSError, ValueError, KeyError) as error:
+        raise DataError(
+            f"decoded cache entry {entry} is damaged ({error}); remove it with `deepfake-detect "
+            "cache clear --all` (or delete the folder) and run again"
+        ) from error
     cache_store.touch(entry)
     return _view(canonical, images, digests, corrupt, skip_corrupt, True, lease)
 
@@ -261,8 +269,9 @@ def load_split(
 ) -> DecodedSplit:
     """Decoded images of a split, through the disk cache when ``cache_dir`` is set.
 
-    The returned split holds the entry's shared lock (no one removes it while it is in use);
-    ``in_memory`` loads the images into RAM instead of mapping them. Before a build, stale
+    The returned split holds the entry's use lock (no one removes it while it is in use);
+    ``in_memory`` loads the images into RAM instead of mapping them. A missing entry is built
+    once under its build lock (others wait, and are told who builds). Before a build, stale
     entries of the same split that no one uses are removed (their space is needed); after
     it, with ``max_gb``, the least recently used entries beyond that size; orphaned temp
     folders and locks at every load.
@@ -271,48 +280,41 @@ def load_split(
         return decode_split(files, size, skip_corrupt)
     canonical = CanonicalFiles.of(files)
     entry = cache_entry(cache_dir, canonical, size)
-    lock = EntryLock(entry)
+    lease = EntryLock(entry)
     built = False
     try:
-        builds, waited = 0, False
-        while True:
-            lock.acquire(shared=True)  # blocks while another process builds it (exclusive)
-            if cache_store.is_complete(entry):  # checked under the shared lock: it stays
-                decoded = _open_entry(entry, canonical, skip_corrupt, in_memory, lock)
+        lease.acquire(shared=True)  # removers only try, never wait: this does not block
+        for attempt in range(MAX_BUILDS + 1):
+            if cache_store.is_complete(entry):  # and it stays: we hold its use lock
+                decoded = _open_entry(entry, canonical, skip_corrupt, in_memory, lease)
                 break
-            if not lock.acquire(shared=False, blocking=False):
-                # another process is checking too (or starts building): our shared lock is
-                # gone with the failed conversion; retry after a random pause (no livelock)
-                if not waited:
-                    log.info("waiting for another process to build %s", entry.name)
-                    waited = True
-                time.sleep(random.uniform(0.05, 0.5))
-                continue
-            if not cache_store.is_complete(entry):  # no one built it meanwhile: build it once
-                if builds == MAX_BUILDS:
-                    raise DataError(
-                        f"decoded cache entry {entry} was removed {builds} times while it was "
-                        "being opened (is a `cache clear` running in a loop?); try again"
-                    )
-                _remove_stale(entry)
-                cache_store.remove_build_leftovers(entry)
-                _build(entry, canonical, size, stop_at_corrupt=not skip_corrupt)
-                built, builds = True, builds + 1
-            # back to a shared lock and check again: flock converts by releasing first
-    except BaseException:
-        if lock.exclusive and not cache_store.is_complete(entry):
-            lock.remove_file()  # a failed build leaves nothing
-        lock.close()
+            if attempt == MAX_BUILDS:
+                raise DataError(f"decoded cache entry {entry} could not be built; try again")
+            build = cache_store.wait_to_build(entry)
+            try:
+                if not cache_store.is_complete(entry):  # no one built it meanwhile
+                    cache_store.discard(entry)  # a half-removed entry, if any
+                    _remove_stale(entry)
+                    cache_store.remove_build_leftovers(entry)
+                    _build(entry, canonical, size, stop_at_corrupt=not skip_corrupt)
+                    built = True
+            finally:
+                build.close()
+    except BaseException as error:
+        lease.close()
+        cache_store.clean_orphans(Path(cache_dir))  # a failed build leaves nothing
+        if isinstance(error, OSError):
+            raise cache_store.unusable_cache(entry.parent, error) from error
         raise
     if in_memory:
-        lock.close()
+        lease.close()
     cache_store.clean_orphans(Path(cache_dir))
     if built and max_gb is not None:
         cache_store.evict(Path(cache_dir), max_gb * 1e9, keep=entry)
     return replace(decoded, from_cache=not built)
 
 
-MAX_BUILDS = 3
+MAX_BUILDS = 2
 
 
 def _remove_stale(entry: Path) -> None:

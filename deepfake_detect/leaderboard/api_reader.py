@@ -49,12 +49,23 @@ def search_all(client: MlflowClient, experiment_ids: list[str], filter_string: s
             return runs
 
 
+def all_experiments(client: MlflowClient) -> list:
+    """Every active experiment (paged: a server returns at most 1,000 per call)."""
+    found, token = [], None
+    while True:
+        page = client.search_experiments(max_results=1000, page_token=token)
+        found.extend(page)
+        token = page.token
+        if not token:
+            return found
+
+
 def read_runs_api(
     uri: str, names: Sequence[str], sweep: str | None, include_failed: bool, keys: Sequence[str]
 ) -> list[RunRecord]:
     """Training runs of the named experiments (of one sweep), with histories of ``keys``."""
     client = store_client(uri)
-    existing = {e.name: e.experiment_id for e in client.search_experiments()}
+    existing = {e.name: e.experiment_id for e in all_experiments(client)}
     experiments = choose_experiments(existing, names)
     ids = list(experiments)
     if sweep:
@@ -99,10 +110,12 @@ def fetch_histories(
             }
             for run_id in run_ids
         }
-    from mlflow.utils.rest_utils import MlflowHostCreds, http_request
+    from mlflow.utils.credentials import get_default_host_creds
+    from mlflow.utils.rest_utils import http_request
 
     result: dict[str, History] = defaultdict(lambda: defaultdict(dict))
-    creds = MlflowHostCreds(client.tracking_uri.rstrip("/"))
+    # the client's own credentials: MLFLOW_TRACKING_USERNAME/PASSWORD/TOKEN, TLS settings
+    creds = get_default_host_creds(client.tracking_uri.rstrip("/"))
     for chunk in _chunks(list(run_ids), HTTP_CHUNK):
         for key in keys:
             response = http_request(

@@ -28,6 +28,7 @@ from deepfake_detect.leaderboard.records import (
     choose_experiments,
 )
 from deepfake_detect.leaderboard.selection import EPOCH_KEY, EpochFacts, as_epoch, pick_epoch
+from deepfake_detect.tracking.store import redact
 from deepfake_detect.tracking.vocabulary import (
     BEST_EPOCH_METRIC,
     EVALUATION,
@@ -147,6 +148,7 @@ def read_runs_sql(
     engine = sqlalchemy.create_engine(uri)
     try:
         with engine.connect() as db:
+            check_schema(db, uri)
             records, experiment_ids, runs_read = _read_runs(db, names, sweep, include_failed)
             if records:
                 _choose_epochs(db, records, metric, selection)
@@ -155,9 +157,42 @@ def read_runs_sql(
                 _read_params(db, records, experiment_ids, runs_read, table)
             return list(records.values())
     except sqlalchemy.exc.DBAPIError as error:
-        raise StoreError(f"{uri} is not a readable MLflow store ({error.orig})") from error
+        reason = str(error.orig).strip().splitlines()[0]
+        raise StoreError(f"{redact(uri)} is not a readable MLflow store ({reason})") from error
     finally:
         engine.dispose()
+
+
+def supported_schema() -> str:
+    """The MLflow database schema revision these queries are written for: the one the
+    installed MLflow (pinned in pyproject.toml) creates."""
+    from mlflow.store.db.utils import _get_latest_schema_revision
+
+    return _get_latest_schema_revision()
+
+
+def check_schema(db: sqlalchemy.Connection, uri: str) -> None:
+    """Refuse a store whose schema is not the supported one: the queries read MLflow's own
+    tables, which change between versions."""
+    found = db.execute(text("SELECT version_num FROM alembic_version")).scalar()
+    expected = supported_schema()
+    if found != expected:
+        import mlflow
+
+        raise StoreError(
+            f"{redact(uri)} has MLflow schema revision {found}; "
+            f"this leaderboard reads revision {expected} (MLflow {mlflow.__version__}, pinned "
+            "mlflow>=3.17,<3.19): upgrade the store with `mlflow db upgrade URI` (after a "
+            "backup) or export through a tracking server of its version (--tracking-uri http://...)"
+        )
+
+
+def current_workspace() -> str:
+    """The MLflow workspace this reader looks in (``MLFLOW_WORKSPACE``, else ``default``):
+    experiment names are unique only within a workspace."""
+    from mlflow.utils.workspace_utils import resolve_entity_workspace_name
+
+    return resolve_entity_workspace_name(None)
 
 
 def _read_runs(
@@ -166,7 +201,11 @@ def _read_runs(
     """The exported runs (not yet with values), the experiment ids read and how many active
     runs they hold."""
     rows = db.execute(
-        text("SELECT experiment_id, name FROM experiments WHERE lifecycle_stage = 'active'")
+        text(
+            "SELECT experiment_id, name FROM experiments "
+            "WHERE lifecycle_stage = 'active' AND workspace = :workspace"
+        ),
+        {"workspace": current_workspace()},
     )
     experiments = choose_experiments({name: str(eid) for eid, name in rows}, names)
     ids = [int(eid) for eid in experiments]

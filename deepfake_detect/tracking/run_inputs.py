@@ -21,11 +21,19 @@ def source_tags(entry_point: str) -> dict[str, str]:
     tags = {
         mlflow_tags.MLFLOW_SOURCE_NAME: entry_point,
         mlflow_tags.MLFLOW_SOURCE_TYPE: "LOCAL",
-        mlflow_tags.MLFLOW_USER: getpass.getuser(),
+        mlflow_tags.MLFLOW_USER: _user(getpass),
     }
     if commit != "unknown":
         tags[mlflow_tags.MLFLOW_GIT_COMMIT] = commit
     return tags
+
+
+def _user(getpass) -> str:
+    """The login name; ``unknown`` in containers whose user id has no name."""
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return "unknown"
 
 
 def log_dataset_input(
