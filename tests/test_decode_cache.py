@@ -429,7 +429,10 @@ def test_a_full_disk_is_one_line_not_a_crash(data, tiny_tmpfs, tmp_path):
     assert entries(cache) == [] and leftovers(cache) == []
 
 
-@pytest.mark.skipif(shutil.which("setpriv") is None, reason="needs util-linux setpriv")
+@pytest.mark.skipif(
+    shutil.which("setpriv") is None or os.geteuid() != 0,
+    reason="needs root (to hand files to another user) and util-linux setpriv",
+)
 def test_clear_by_a_teammate_takes_the_entry_out_of_use_and_says_what_is_left(data):
     """A teammate may take a shared entry out of use (the folder is group-writable) but not
     delete its owner's files: `cache clear` says so, and the owner's next load frees them."""
