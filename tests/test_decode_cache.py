@@ -220,11 +220,9 @@ READER = """
 """
 
 
-def test_entries_in_use_are_neither_removed_as_stale_nor_evicted(data, tmp_path):
-    cache = tmp_path / "cache"
-    files = scan_split(data, "Train", CLASSES)
-    total = int(load_split(files, 24, False, cache).usable_images().astype(np.int64).sum())
-    (in_use,) = entries(cache)
+def start_reader(data: Path, cache: Path) -> subprocess.Popen:
+    """A process that loads the Train split at 24 px and holds it until it reads a line on
+    stdin, then prints the sum of every image it reads through its memory map."""
     reader = subprocess.Popen(
         [sys.executable, "-c", textwrap.dedent(READER), str(data), str(cache)],
         env=clean_env(),
@@ -233,8 +231,17 @@ def test_entries_in_use_are_neither_removed_as_stale_nor_evicted(data, tmp_path)
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
     )
+    assert reader.stdout.readline().strip() == "ready", reader.stderr.read()
+    return reader
+
+
+def test_entries_in_use_are_neither_removed_as_stale_nor_evicted(data, tmp_path):
+    cache = tmp_path / "cache"
+    files = scan_split(data, "Train", CLASSES)
+    total = int(load_split(files, 24, False, cache).usable_images().astype(np.int64).sum())
+    (in_use,) = entries(cache)
+    reader = start_reader(data, cache)
     try:
-        assert reader.stdout.readline().strip() == "ready", reader.stderr.read()
         (data / "Train" / "Fake" / "fake_00001.jpg").unlink()  # the entry is now stale
         load_split(scan_split(data, "Train", CLASSES), 24, False, cache)
         load_split(scan_split(data, "Validation", CLASSES), 24, False, cache)
@@ -355,16 +362,8 @@ def test_an_entry_deleted_under_a_reader_is_built_again_without_waiting(data, tm
     """Someone deletes the entry (`rm -rf`, tmpwatch) while a run reads it: the reader keeps
     its memory map, and the next load builds a new entry at once instead of waiting for it."""
     cache = tmp_path / "cache"
-    reader = subprocess.Popen(
-        [sys.executable, "-c", textwrap.dedent(READER), str(data), str(cache)],
-        env=clean_env(),
-        text=True,
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-    )
+    reader = start_reader(data, cache)
     try:
-        assert reader.stdout.readline().strip() == "ready", reader.stderr.read()
         (entry,) = entries(cache)
         shutil.rmtree(entry)
         again = load_split(scan_split(data, "Train", CLASSES), 24, False, cache)

@@ -186,23 +186,24 @@ def test_promote_does_not_import_tensorflow(store, tmp_path):
     assert result.returncode == 0, result.stderr
 
 
+def evaluate_args(store: Store, tiny_data: Path, *extra: str) -> list[str]:
+    """``evaluate`` of version 1 on the tiny data, through the store's URI."""
+    return [
+        "evaluate",
+        f"models:/{NAME}/1",
+        "--tracking-uri",
+        store.uri,
+        "--data",
+        str(tiny_data),
+        *extra,
+    ]
+
+
 def test_evaluate_logs_a_linked_run_at_both_thresholds(store, tiny_data, tmp_path):
     """Its images stream from the decoded cache that training built (no new entry)."""
     cache = store.home / "cache"
     entries_before = sorted((cache / "decoded").iterdir())
-    result = detect(
-        [
-            "evaluate",
-            f"models:/{NAME}/1",
-            "--tracking-uri",
-            store.uri,
-            "--data",
-            str(tiny_data),
-            "--cache-dir",
-            str(cache),
-        ],
-        tmp_path,
-    )
+    result = detect(evaluate_args(store, tiny_data, "--cache-dir", str(cache)), tmp_path)
     assert result.returncode == 0, result.stderr
     assert sorted((cache / "decoded").iterdir()) == entries_before
     assert "test_auc" in result.stdout and "at 0.5" in result.stdout
@@ -240,21 +241,9 @@ sys.exit(main(sys.argv[1:]))
 
 
 def test_evaluate_stopped_by_sigterm_leaves_its_run_killed(store, tiny_data, tmp_path):
+    extra = ["--output-experiment", "stopped-evaluations", "--cache-dir", "none"]
     result = run_cli(
-        [
-            "-c",
-            TERMINATED_WHILE_PREDICTING,
-            "evaluate",
-            f"models:/{NAME}/1",
-            "--tracking-uri",
-            store.uri,
-            "--data",
-            str(tiny_data),
-            "--output-experiment",
-            "stopped-evaluations",
-            "--cache-dir",
-            "none",
-        ],
+        ["-c", TERMINATED_WHILE_PREDICTING, *evaluate_args(store, tiny_data, *extra)],
         cwd=tmp_path,
     )
     assert result.returncode == 143, result.stderr[-3000:]

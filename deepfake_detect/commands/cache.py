@@ -9,46 +9,43 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from deepfake_detect.commands.options import add_cache_dir_option, format_age
+
+
+def number_type(
+    convert: Callable[[str], float], accept: Callable[[float], bool], expected: str
+) -> Callable[[str], float]:
+    """An argparse type: ``convert(text)`` when ``accept`` takes it, else a usage error
+    ``'TEXT': expected EXPECTED``."""
+
+    def parse(text: str) -> float:
+        try:
+            value = convert(text)
+        except ValueError:
+            value = None
+        if value is None or not accept(value):
+            raise argparse.ArgumentTypeError(f"{text!r}: expected {expected}")
+        return value
+
+    return parse
 
 
 def image_size(text: str) -> int:
     """argparse type of ``--size``: what ``data.image_size`` accepts."""
     from deepfake_detect.config.validation import MAX_IMAGE_SIZE, MIN_IMAGE_SIZE
 
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if not MIN_IMAGE_SIZE <= value <= MAX_IMAGE_SIZE:
-        raise argparse.ArgumentTypeError(
-            f"{text!r}: expected an integer from {MIN_IMAGE_SIZE} to {MAX_IMAGE_SIZE}"
-        )
-    return value
+    return number_type(
+        int,
+        lambda value: MIN_IMAGE_SIZE <= value <= MAX_IMAGE_SIZE,
+        f"an integer from {MIN_IMAGE_SIZE} to {MAX_IMAGE_SIZE}",
+    )(text)
 
 
-def days(text: str) -> float:
-    """argparse type of ``--older-than``: a number of days >= 0."""
-    try:
-        value = float(text)
-    except ValueError:
-        value = -1.0
-    if not value >= 0:
-        raise argparse.ArgumentTypeError(f"{text!r}: expected a number of days >= 0")
-    return value
-
-
-def gigabytes(text: str) -> float:
-    """argparse type of ``--max-gb``: a size > 0."""
-    try:
-        value = float(text)
-    except ValueError:
-        value = 0.0
-    if not 0 < value < float("inf"):
-        raise argparse.ArgumentTypeError(f"{text!r}: expected a size in GB > 0")
-    return value
+days = number_type(float, lambda value: value >= 0, "a number of days >= 0")
+gigabytes = number_type(float, lambda value: 0 < value < float("inf"), "a size in GB > 0")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

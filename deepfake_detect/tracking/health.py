@@ -12,6 +12,8 @@ import time
 from pathlib import Path
 from urllib.parse import urlparse
 
+from deepfake_detect.tracking.store import redact
+
 DEFAULT_CONNECT_TIMEOUT = 10.0  # seconds: tracking.connect_timeout, --connect-timeout
 
 
@@ -35,17 +37,10 @@ def check_store_reachable(uri: str, timeout: float = DEFAULT_CONNECT_TIMEOUT) ->
 
 def _unavailable(uri: str, timeout: float, reason: str) -> StoreUnavailableError:
     return StoreUnavailableError(
-        f"tracking store {_redacted(uri)} did not answer within {timeout:g} s ({reason}); "
+        f"tracking store {redact(uri)} did not answer within {timeout:g} s ({reason}); "
         "start it (`make server`), check tracking.uri / --tracking-uri / MLFLOW_TRACKING_URI, "
         "or allow longer with tracking.connect_timeout / --connect-timeout"
     )
-
-
-def _redacted(uri: str) -> str:
-    """``uri`` without a password (``postgresql://user:***@host/db``) or token."""
-    from deepfake_detect.tracking.store import redact
-
-    return redact(uri)
 
 
 def _check_server(uri: str, timeout: float) -> None:
