@@ -41,7 +41,7 @@ def assert_complete_children(client, children, expected_grid):
     grid = {(c.data.params["model.dropout"], c.data.params["optimizer.lr"]) for c in children}
     assert grid == expected_grid
     for child in children:
-        assert child.info.status == "FINISHED"
+        assert child.info.status == "FINISHED", child.data.tags.get("error")  # why, if not
         keys = set(child.data.metrics)
         assert not [k for k in keys if k.endswith("_1")], keys
         for key in ("train_loss", "val_auc", "val_tp", "lr"):
