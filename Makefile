@@ -20,10 +20,14 @@ SWEEP ?=
 METRIC ?= val_auc
 ALIAS ?= champion
 PYTEST_ARGS ?=
+CLUSTER_DIR ?= $(ROOT)/.cluster
+# cluster-up's server port: PORT= when given, else 5055 (make server and make ui keep 5000)
+CLUSTER_PORT := $(if $(filter file,$(origin PORT)),5055,$(PORT))
+CLUSTER_PACKAGES := postgresql slurm-wlm munge
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | \
-		awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-12s\033[0m %s\n", $$1, $$2}'
+		awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-16s\033[0m %s\n", $$1, $$2}'
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON_BASE) -m venv $(VENV)
@@ -48,7 +52,22 @@ chromium: ## install Debian's chromium for the browser test when missing
 		|| (apt-get update -qq && apt-get install -y -qq chromium)) \
 		|| echo "warning: could not install chromium; the browser test will be skipped"
 
-test: install chromium lint ## install if needed, lint, and run the whole test suite (CI)
+cluster-packages: ## install Debian's postgresql, slurm-wlm and munge for the cluster test when missing (root)
+	@(command -v pg_ctlcluster && command -v slurmctld && command -v munged) >/dev/null 2>&1 \
+		|| [ "$$(id -u)" != 0 ] || (DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+			--no-install-recommends $(CLUSTER_PACKAGES) >/dev/null 2>&1 || (apt-get update -qq \
+			&& DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+			$(CLUSTER_PACKAGES) >/dev/null)) \
+		|| echo "warning: could not install $(CLUSTER_PACKAGES); the cluster test will be skipped"
+
+cluster-up: install ## PostgreSQL + MLflow server (127.0.0.1:PORT, default 5055) + one-node SLURM -> .cluster/env (AUTH=1: basic auth)
+	@ROOT=$(ROOT) CLUSTER_DIR=$(CLUSTER_DIR) PORT=$(CLUSTER_PORT) ARTIFACTS=$(ARTIFACTS) \
+		MLFLOW_BIN=$(CURDIR)/$(VENV)/bin/mlflow AUTH=$(AUTH) cluster/up.sh
+
+cluster-down: ## stop what cluster-up started (data stays; PURGE=1 drops its database and .cluster/)
+	@ROOT=$(ROOT) CLUSTER_DIR=$(CLUSTER_DIR) PORT=$(CLUSTER_PORT) cluster/down.sh
+
+test: install chromium cluster-packages lint ## install if needed, lint, and run the whole test suite (CI)
 	TF_CPP_MIN_LOG_LEVEL=2 $(PY) -m pytest $(PYTEST_ARGS)
 
 test-fast: install ## the inner loop: every test that trains no TensorFlow model (< 3 min)
@@ -83,4 +102,4 @@ bench: install ## speed benchmark -> results/bench.json (QUICK=1 for the shorter
 clean-results: ## remove results/ (the tracking store in mlruns/ is never touched)
 	rm -rf results
 
-.PHONY: help install data demo chromium test test-fast lint leaderboard sweep promote ui server bench clean-results
+.PHONY: help install data demo chromium cluster-packages cluster-up cluster-down test test-fast lint leaderboard sweep promote ui server bench clean-results

@@ -112,3 +112,35 @@ class SignalOnce(keras.callbacks.Callback):
         if not Path(self.marker).exists():
             Path(self.marker).touch()
             os.kill(os.getpid(), self.signum)
+
+
+class PauseOnce(keras.callbacks.Callback):
+    """In sweep job ``job`` at the first batch of ``epoch``, on the first attempt only: writes
+    ``waiting <SLURM job id>`` to ``marker`` and waits (up to 5 min) until the test writes
+    ``go`` there, so the test can act on a job known to be mid-training (``scontrol requeue``).
+    A stop signal that arrives meanwhile is acted on once the wait ends."""
+
+    def __init__(self, epoch: int, marker: str, job: int = 0) -> None:
+        super().__init__()
+        self.epoch, self.marker, self.job = epoch, Path(marker), job
+        self._current = -1
+
+    def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
+        self._current = epoch
+
+    def on_train_batch_end(self, batch: int, logs: dict | None = None) -> None:
+        import os
+        import time
+
+        from hydra.core.hydra_config import HydraConfig
+
+        if self._current != self.epoch or HydraConfig.get().job.num != self.job:
+            return
+        if self.marker.exists():
+            return
+        job = f"{os.environ.get('SLURM_ARRAY_JOB_ID')}_{os.environ.get('SLURM_ARRAY_TASK_ID')}"
+        self.marker.write_text(f"waiting {job}")
+        for _ in range(3000):
+            if self.marker.read_text() == "go":
+                return
+            time.sleep(0.1)

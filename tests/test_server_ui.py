@@ -17,7 +17,7 @@ from deepfake_detect.config.paths import RESULTS_DIR
 from deepfake_detect.tracking.store import store_client
 from deepfake_detect.tracking.vocabulary import EPOCH_KEYS, TEST_KEYS
 from deepfake_detect.training.main import run_training
-from tests.conftest import mlflow_server
+from tests.conftest import mlflow_server, run_cli
 
 pytestmark = pytest.mark.slow
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
@@ -218,3 +218,27 @@ def test_killed_run_resumes_from_the_servers_checkpoint(server, tiny_data, tmp_p
     assert run.info.status == "FINISHED"
     assert [m.step for m in client.get_metric_history(run_id, "val_auc")] == [0, 1, 2]
     assert client.list_artifacts(run_id, "checkpoint") == []
+
+
+def test_a_sweep_never_records_a_password_hydra_saw(server, tmp_path):
+    """Hydra saves and logs the command line itself (``.hydra/*.yaml``, ``multirun.yaml``, the
+    launcher's job lines): all redacted. The jobs fail fast on a missing data folder, after the
+    sweep parent, Hydra's files and the job runs exist."""
+    with_password = server.replace("http://", "http://alice:s3cret@")
+    result = run_cli(
+        ["-m", "deepfake_detect.train", "-m", "model.dropout=0.1,0.2"]
+        + [f"tracking.uri={with_password}", "tracking.experiment=redacted"]
+        + [f"data.root={tmp_path / 'missing'}", f"paths.log_dir={tmp_path / 'logs'}"],
+        cwd=tmp_path,
+    )
+    assert result.returncode == 1, result.stderr[-3000:]  # all jobs failed
+    assert "alice:***@" in result.stdout + result.stderr
+    saved = list((tmp_path / "logs").rglob("*.yaml")) + list((tmp_path / "logs").rglob("*.log"))
+    assert {path.name for path in saved} >= {"multirun.yaml", "overrides.yaml", "config.yaml"}
+    recorded = result.stdout + result.stderr + "".join(p.read_text() for p in saved)
+    client = MlflowClient(server)
+    experiment = client.get_experiment_by_name("redacted")
+    for run in client.search_runs([experiment.experiment_id]):
+        recorded += json.dumps([run.data.params, run.data.tags])
+    assert len(client.search_runs([experiment.experiment_id])) == 3  # parent, two failed jobs
+    assert "s3cret" not in recorded

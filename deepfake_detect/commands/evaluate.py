@@ -33,7 +33,11 @@ def run(args: argparse.Namespace) -> int:
     from deepfake_detect.inference.model_source import open_model
     from deepfake_detect.tracking.lifecycle import Terminated
     from deepfake_detect.tracking.registered_models import RegistryError
-    from deepfake_detect.tracking.store import StoreNotFoundError, resolve_tracking_uri
+    from deepfake_detect.tracking.store import (
+        StoreNotFoundError,
+        error_line,
+        resolve_tracking_uri,
+    )
 
     uri = resolve_tracking_uri(args.tracking_uri)
     try:
@@ -51,7 +55,7 @@ def run(args: argparse.Namespace) -> int:
             args.cache_dir,
         )
     except (DataError, RegistryError, StoreNotFoundError, MlflowException, ValueError) as error:
-        print(f"error: {str(error).splitlines()[0]}", file=sys.stderr)
+        print(f"error: {error_line(error)}", file=sys.stderr)
         return 2
     except Terminated as stop:  # the run is KILLED already
         print(f"error: {stop}", file=sys.stderr)

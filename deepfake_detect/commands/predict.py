@@ -34,7 +34,11 @@ def run(args: argparse.Namespace) -> int:
     from deepfake_detect.inference.image_inputs import collect
     from deepfake_detect.inference.model_source import open_model
     from deepfake_detect.tracking.registered_models import RegistryError
-    from deepfake_detect.tracking.store import StoreNotFoundError, resolve_tracking_uri
+    from deepfake_detect.tracking.store import (
+        StoreNotFoundError,
+        error_line,
+        resolve_tracking_uri,
+    )
 
     try:
         inputs = collect(args.paths)  # wrong paths fail before TensorFlow loads
@@ -52,7 +56,7 @@ def run(args: argparse.Namespace) -> int:
         else:
             sys.stdout.write(buffer.getvalue())
     except (DataError, RegistryError, StoreNotFoundError, OutputError, MlflowException) as error:
-        print(f"error: {str(error).splitlines()[0]}", file=sys.stderr)
+        print(f"error: {error_line(error)}", file=sys.stderr)
         return 2
     print(
         f"scored {len(result.rows)} images with threshold {result.threshold:.4f}"

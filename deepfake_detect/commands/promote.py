@@ -39,7 +39,7 @@ def run(args: argparse.Namespace) -> int:
     from deepfake_detect.leaderboard.records import StoreError
     from deepfake_detect.registry.promotion import apply_plan, plan_promotion, previous_alias
     from deepfake_detect.tracking.registered_models import RegistryError, validate_alias
-    from deepfake_detect.tracking.store import resolve_tracking_uri, store_client
+    from deepfake_detect.tracking.store import error_line, resolve_tracking_uri, store_client
 
     uri = resolve_tracking_uri(args.tracking_uri)
     try:
@@ -79,7 +79,7 @@ def run(args: argparse.Namespace) -> int:
             return 0
         version = apply_plan(client, plan, args.model_name, args.alias)
     except (StoreError, ValueError, RegistryError, MlflowException) as error:
-        print(f"error: {str(error).splitlines()[0]}", file=sys.stderr)
+        print(f"error: {error_line(error)}", file=sys.stderr)
         return 2
     if plan.version is None:
         print(f"registered run {new.run_id[:8]} as {args.model_name} v{version.version}")

@@ -15,6 +15,7 @@ from deepfake_detect.leaderboard.table import (
 )
 from deepfake_detect.tracking.store import (
     StoreNotFoundError,
+    error_line,
     redact,
     require_existing_store,
     resolve_tracking_uri,
@@ -55,14 +56,7 @@ def read_store(
         keys = [*ROW_KEYS, BEST_EPOCH_METRIC]
         return read_runs_api(uri, experiments, sweep, include_failed, keys)
     except (MlflowException, requests.RequestException) as error:
-        first = str(error).strip().splitlines()[0] if str(error).strip() else repr(error)
-        status = getattr(getattr(error, "response", None), "status_code", None)
-        if status in (401, 403) or "401" in first or "403" in first:
-            first = (
-                f"{first} (the server wants credentials: set MLFLOW_TRACKING_USERNAME and "
-                "MLFLOW_TRACKING_PASSWORD, or MLFLOW_TRACKING_TOKEN)"
-            )
-        raise StoreError(f"cannot read runs from {redact(uri)}: {first}") from error
+        raise StoreError(f"cannot read runs from {redact(uri)}: {error_line(error)}") from error
 
 
 def collect(

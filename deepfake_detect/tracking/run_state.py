@@ -34,6 +34,8 @@ from deepfake_detect.tracking.vocabulary import (
     REAPED_TAG,
     RESUMABLE_TAG,
     RUN_TYPE_TAG,
+    SLURM_JOB_TAG,
+    SLURM_RESTARTS_TAG,
 )
 
 log = logging.getLogger(__name__)
@@ -75,11 +77,25 @@ def _start_time(pid: int) -> str | None:
     return stat.rsplit(")", 1)[1].split()[19]  # field 22, after the command name
 
 
+def slurm_tags() -> dict[str, str]:
+    """The SLURM job this process runs in: ``slurm_job_id`` as ``squeue`` and ``scontrol`` name
+    it (``ARRAYJOB_TASK`` for a sweep's job array) and ``slurm_restart_count`` (requeues)."""
+    job = os.environ.get("SLURM_JOB_ID")
+    if not job:
+        return {}
+    array, task = os.environ.get("SLURM_ARRAY_JOB_ID"), os.environ.get("SLURM_ARRAY_TASK_ID")
+    return {
+        SLURM_JOB_TAG: f"{array}_{task}" if array and task else job,
+        SLURM_RESTARTS_TAG: os.environ.get("SLURM_RESTART_COUNT", "0"),
+    }
+
+
 def process_tags() -> dict[str, str]:
-    """``host`` and ``pid`` (with its start time) of this process: a resume or reap on the
-    same host tells a dead process from a live one without waiting for the heartbeat."""
+    """``host`` and ``pid`` (with its start time) of this process, and its SLURM job: a resume
+    or reap on the same host tells a dead process from a live one without waiting for the
+    heartbeat."""
     pid = os.getpid()
-    return {HOST_TAG: host_identity(), PID_TAG: f"{pid}:{_start_time(pid) or '?'}"}
+    return {HOST_TAG: host_identity(), PID_TAG: f"{pid}:{_start_time(pid) or '?'}", **slurm_tags()}
 
 
 def process_gone(run: Run) -> bool:

@@ -135,14 +135,45 @@ def git_commit(root: Path = PROJECT_ROOT) -> str:
     return f"{commit}-dirty" if dirty else commit
 
 
-_USERINFO = re.compile(r"(?P<scheme>[A-Za-z][\w+.-]*://)(?P<user>[^/@\s:]*):[^/@\s]*@")
+# also as Hydra writes a multirun's overrides, with ":" escaped: http\://user\:password@host
+_USERINFO = re.compile(
+    r"(?P<scheme>[A-Za-z][\w+.-]*\\?://)(?P<user>[^/@\s:\\]*)(?P<colon>\\?:)[^/@\s]*@"
+)
 _SECRET_QUERY = re.compile(
     r"(?P<key>[?&](?:token|access_token|api_key|apikey|password|secret)=)[^&\s'\"]+", re.I
 )
 
 
+def suppress_mlflow_run_urls() -> None:
+    """MLflow's own "View run ... at URL" line would print a password in the URI: our commands
+    print the run's URL themselves, redacted."""
+    os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
+
+
 def redact(text: str) -> str:
     """``text`` with the password of every ``scheme://user:password@`` URI and every token
     query value replaced by ``***``: for anything a run records or prints."""
-    text = _USERINFO.sub(lambda m: f"{m['scheme']}{m['user']}:***@", text)
+    text = _USERINFO.sub(lambda m: f"{m['scheme']}{m['user']}{m['colon']}***@", text)
     return _SECRET_QUERY.sub(lambda m: f"{m['key']}***", text)
+
+
+CREDENTIALS_HINT = (
+    "the server wants credentials: set MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD, "
+    "or MLFLOW_TRACKING_TOKEN"
+)
+
+
+def credentials_refused(error: BaseException) -> bool:
+    """True when a tracking server answered 401 or 403 (missing or wrong credentials)."""
+    status = getattr(getattr(error, "response", None), "status_code", None)
+    first = (str(error).strip().splitlines() or [""])[0]
+    return status in (401, 403) or bool(re.search(r"error code (40[13])\b|\b40[13] Client", first))
+
+
+def error_line(error: BaseException) -> str:
+    """An error's first line for the user, redacted; a server's 401/403 says what to set."""
+    text = str(error).strip()
+    first = text.splitlines()[0] if text else repr(error)
+    if credentials_refused(error):
+        first = f"{first} ({CREDENTIALS_HINT})"
+    return redact(first)

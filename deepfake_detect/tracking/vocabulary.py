@@ -31,6 +31,8 @@ RESUME_COUNT_TAG = "resume_count"  # how many times the run was resumed
 RESUME_CHANGES_TAG = "resume_changes"  # config keys changed at a resume (resume_allow_changes)
 HOST_TAG = "host"  # the machine of the run's latest attempt
 PID_TAG = "pid"  # its process id there
+SLURM_JOB_TAG = "slurm_job_id"  # the SLURM job of the latest attempt (`scontrol show job ID`)
+SLURM_RESTARTS_TAG = "slurm_restart_count"  # how often SLURM requeued that job
 
 # what a training run was trained on (tags) and at which size (param)
 MODEL_TAG = "model"

@@ -27,12 +27,15 @@ from deepfake_detect.tracking.health import (
 )
 from deepfake_detect.tracking.run_inputs import log_dataset_input, source_tags
 from deepfake_detect.tracking.store import (
+    credentials_refused,
     ensure_experiment,
+    error_line,
     flatten,
     git_commit,
     redact,
     resolve_tracking_uri,
     store_client,
+    suppress_mlflow_run_urls,
 )
 from deepfake_detect.tracking.vocabulary import (
     BEST_EPOCH_METRIC,
@@ -53,6 +56,7 @@ from deepfake_detect.tracking.vocabulary import (
     TAG_VALUE_LIMIT,
     TRAINING,
 )
+from deepfake_detect.training.hydra_redaction import redact_hydra_outputs, redact_log_records
 
 log = logging.getLogger(__name__)
 
@@ -193,9 +197,7 @@ def run_training(cfg: DictConfig, job: JobContext | None = None) -> float:
     job = job or current_job()
     check_training_config(cfg)
     uri = resolve_tracking_uri(cfg.tracking.uri)
-    # MLflow's own "View run ... at URL" would print a password in the URI: we print the
-    # run's URL ourselves, redacted
-    os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
+    suppress_mlflow_run_urls()
     check_store_reachable(uri, float(cfg.tracking.connect_timeout))
     experiment_id = ensure_experiment(uri, str(cfg.tracking.experiment))
     client = store_client(uri)
@@ -306,6 +308,8 @@ def user_error_status(error: BaseException) -> int | None:
 
     if isinstance(error, (ConfigError, DataError, InstantiationException)):
         return 2
+    if credentials_refused(error):
+        return 2
     if isinstance(error, (RunFailed, StoreUnavailableError)):
         return 1
     if unwritable_store_cause(error):
@@ -320,6 +324,8 @@ def one_line(error: BaseException) -> str:
     if cause and not isinstance(error, (ConfigError, RunFailed)):
         first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         return f"the tracking store or its artifacts cannot be written: {cause} ({first[:300]})"
+    if credentials_refused(error):
+        return error_line(error)
     return " ".join(str(error).split())
 
 
@@ -333,6 +339,8 @@ def main(cfg: DictConfig) -> float:
     from deepfake_detect.tracking.lifecycle import Terminated
     from deepfake_detect.tracking.resume import ResumeError
 
+    redact_hydra_outputs()
+    redact_log_records()
     job = current_job()
     try:
         return run_training(cfg, job)

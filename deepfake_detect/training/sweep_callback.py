@@ -14,6 +14,7 @@ import os
 import signal
 import sys
 import time
+from pathlib import Path
 from typing import Any
 
 from hydra.experimental.callback import Callback
@@ -31,6 +32,7 @@ from deepfake_detect.tracking.vocabulary import (
     SWEEP_HASH_TAG,
     TAG_VALUE_LIMIT,
 )
+from deepfake_detect.training.hydra_redaction import redact_log_records, redact_multirun_file
 
 log = logging.getLogger(__name__)
 
@@ -155,12 +157,19 @@ class MlflowSweepCallback(Callback):
         self.launch = 0  # 0 for the first launch of a sweep, n for its n-th relaunch
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        redact_log_records()  # the launcher logs each job's overrides
         try:
             self._open_parent(config)
         except Exception as error:  # Hydra would only warn and run the jobs without a parent
-            log.exception("the sweep's parent run could not be opened")
-            print(f"error: the sweep's parent run could not be opened: {error}", file=sys.stderr)
-            sys.exit(1)
+            from deepfake_detect.tracking.store import credentials_refused, error_line
+
+            if not credentials_refused(error):
+                log.exception("the sweep's parent run could not be opened")
+            print(
+                f"error: the sweep's parent run could not be opened: {error_line(error)}",
+                file=sys.stderr,
+            )
+            sys.exit(2 if credentials_refused(error) else 1)
 
     def _open_parent(self, config: DictConfig) -> None:
         """Check the config and store, open (or continue) the parent run, export its id."""
@@ -172,8 +181,10 @@ class MlflowSweepCallback(Callback):
             ensure_experiment,
             resolve_tracking_uri,
             store_client,
+            suppress_mlflow_run_urls,
         )
 
+        suppress_mlflow_run_urls()
         self.uri = resolve_tracking_uri(config.tracking.uri)
         try:  # a bad value given to every job, a dead store: one line, before any run exists
             check_training_config(config)
@@ -250,6 +261,7 @@ class MlflowSweepCallback(Callback):
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         from deepfake_detect.tracking.store import store_client
 
+        redact_multirun_file(Path(str(config.hydra.sweep.dir)))
         if not self.parent_run_id:
             return
         self._stop_heartbeat()
