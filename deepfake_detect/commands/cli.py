@@ -1,4 +1,4 @@
-"""``deepfake-detect``: synth, leaderboard, promote, evaluate, predict, cache, runs.
+"""``deepfake-detect``: synth, leaderboard, promote, evaluate, predict, cache, runs, artifacts.
 
 Each subcommand's module is imported only when it runs, so ``--help``, ``leaderboard`` and
 ``promote`` never load TensorFlow.
@@ -40,6 +40,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "deepfake_detect.commands.runs",
         "list runs (status, last epoch, heartbeat, resumable) or reap dead RUNNING ones",
     ),
+    "artifacts": (
+        "deepfake_detect.commands.artifacts",
+        "hand a store's local artifacts to a tracking server's artifact proxy",
+    ),
 }
 
 
@@ -49,7 +53,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name, (module_name, help_text) in COMMANDS.items():
         command = sub.add_parser(name, help=help_text, description=help_text)
-        if name not in ("synth", "runs", "cache"):  # runs: on each of its actions
+        if name not in ("synth", "runs", "cache", "artifacts"):  # runs: on each of its actions
             add_tracking_options(command)
         importlib.import_module(module_name).add_arguments(command)
     return parser
