@@ -61,8 +61,8 @@ cluster-packages: ## install Debian's postgresql, slurm-wlm and munge for the cl
 		|| echo "warning: could not install $(CLUSTER_PACKAGES); the cluster test will be skipped"
 
 cluster-up: install ## PostgreSQL + MLflow server (127.0.0.1:PORT, default 5055) + one-node SLURM -> .cluster/env (AUTH=1: basic auth)
-	@ROOT=$(ROOT) CLUSTER_DIR=$(CLUSTER_DIR) PORT=$(CLUSTER_PORT) ARTIFACTS=$(ARTIFACTS) \
-		MLFLOW_BIN=$(CURDIR)/$(VENV)/bin/mlflow AUTH=$(AUTH) cluster/up.sh
+	@ROOT=$(ROOT) CLUSTER_DIR=$(CLUSTER_DIR) HOST=$(HOST) PORT=$(CLUSTER_PORT) \
+		ARTIFACTS=$(ARTIFACTS) MLFLOW_BIN=$(CURDIR)/$(VENV)/bin/mlflow AUTH=$(AUTH) cluster/up.sh
 
 cluster-down: ## stop what cluster-up started (data stays; PURGE=1 drops its database and .cluster/)
 	@ROOT=$(ROOT) CLUSTER_DIR=$(CLUSTER_DIR) PORT=$(CLUSTER_PORT) cluster/down.sh

@@ -6,7 +6,15 @@
 
 ROOT=${ROOT:-$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)}
 CLUSTER_DIR=${CLUSTER_DIR:-$ROOT/.cluster}
-PORT=${PORT:-5055}                        # the MLflow tracking server, on 127.0.0.1
+SETTINGS=$CLUSTER_DIR/settings  # what the last cluster-up used: later runs and down reuse it
+SAVED=(PG_CLUSTER PG_PORT PG_DATABASE PG_USER SLURM_CLUSTER SLURMCTLD_PORT SLURMD_PORT ARTIFACTS)
+if [[ -r $SETTINGS ]]; then  # a setting given now wins; the rest come from the last run
+    while IFS='=' read -r key value; do
+        [[ " ${SAVED[*]} " == *" $key "* && -z ${!key:-} ]] && printf -v "$key" '%s' "$value"
+    done <"$SETTINGS"
+fi
+HOST=${HOST:-127.0.0.1}                   # the MLflow tracking server's address
+PORT=${PORT:-5055}                        # and port
 ARTIFACTS=${ARTIFACTS:-$ROOT/mlruns/server-artifacts}  # what the server's artifact proxy holds
 MLFLOW_BIN=${MLFLOW_BIN:-$ROOT/.venv/bin/mlflow}
 PYTHON=${PYTHON:-$(dirname "$MLFLOW_BIN")/python}
@@ -33,13 +41,15 @@ fail() {
     exit 2
 }
 
-pg_version() { ls /usr/lib/postgresql 2>/dev/null | sort -V | tail -n 1; }
-
-# "online" / "down" / "" (no such cluster) for the project's PostgreSQL cluster
-pg_status() {
+# a column of the project's PostgreSQL cluster in pg_lsclusters: 1 version, 3 port, 4 status
+# ("online"/"down"); empty when there is no such cluster
+pg_cluster() {
     command -v pg_lsclusters >/dev/null || return 0
-    pg_lsclusters --no-header 2>/dev/null | awk -v name="$PG_CLUSTER" '$2 == name {print $4}'
+    pg_lsclusters --no-header 2>/dev/null | awk -v name="$PG_CLUSTER" -v column="$1" \
+        '$2 == name {print $column}'
 }
+pg_status() { pg_cluster 4; }
+pg_version() { pg_cluster 1; }
 
 # the pid in FILE when that process is alive and its command line contains WORD
 alive_pid() {
@@ -47,7 +57,9 @@ alive_pid() {
     [[ -s $file ]] || return 1
     pid=$(<"$file")
     [[ $pid =~ ^[0-9]+$ ]] && [[ -r /proc/$pid/cmdline ]] || return 1
-    tr '\0' ' ' <"/proc/$pid/cmdline" | grep -q -- "$word" || return 1
+    local command
+    command=$(tr '\0' ' ' <"/proc/$pid/cmdline")
+    [[ $command == *"$word"* ]] || return 1
     echo "$pid"
 }
 

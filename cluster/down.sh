@@ -12,9 +12,21 @@ source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 }
 [[ $(id -u) == 0 ]] || fail "cluster-down stops daemons that root started: run it as root"
 
+if was_started slurmctld && alive_pid "$SLURM_DIR/slurmctld.pid" slurmctld >/dev/null; then
+    jobs=$(squeue -h -o %A 2>/dev/null | sort -u || true)
+    if [[ -n $jobs ]]; then  # their processes would outlive slurmd
+        # shellcheck disable=SC2086
+        scancel $jobs || true
+        for _ in $(seq 60); do
+            [[ -z $(squeue -h -o %A 2>/dev/null || true) ]] && break
+            sleep 0.5
+        done
+        say "cancelled SLURM jobs" $jobs
+    fi
+fi
 if was_started slurmd; then stop_pid "$SLURM_DIR/slurmd.pid" slurmd slurmd; fi
 if was_started slurmctld; then stop_pid "$SLURM_DIR/slurmctld.pid" slurmctld slurmctld; fi
-if was_started mlflow; then stop_pid "$CLUSTER_DIR/mlflow.pid" mlflow "the MLflow server"; fi
+if was_started mlflow; then stop_pid "$CLUSTER_DIR/mlflow.pid" "mlflow server" "the MLflow server"; fi
 if was_started postgresql && [[ $(pg_status) == online ]]; then
     pg_ctlcluster "$(pg_version)" "$PG_CLUSTER" stop
     say "stopped PostgreSQL $(pg_version)/$PG_CLUSTER"

@@ -2,13 +2,23 @@
 
 from __future__ import annotations
 
+import math
+import random
 from dataclasses import dataclass
 
 from mlflow.entities import Metric, Param, RunTag
 from mlflow.tracking import MlflowClient
 
 from deepfake_detect.tracking.store import store_client
-from deepfake_detect.tracking.vocabulary import PARENT_TAG, RUN_TYPE_TAG, SWEEP, TRAINING
+from deepfake_detect.tracking.vocabulary import (
+    BEST_EPOCH_METRIC,
+    EPOCH_KEYS,
+    PARENT_TAG,
+    RUN_TYPE_TAG,
+    SWEEP,
+    TEST_KEYS,
+    TRAINING,
+)
 
 
 @dataclass(frozen=True)
@@ -131,3 +141,69 @@ def populate(uri: str) -> dict[str, str]:
         swap_counts=True,
     )
     return ids
+
+
+VALUES = (-0.5, 0.25, 0.5, 0.75, math.inf, math.nan)  # few values: ties, NaN, inf, negatives
+
+
+def random_run_metrics(rng: random.Random) -> list[list[Metric]]:
+    """Batches of one run's metrics, logged in order (later batches re-log some steps)."""
+    epochs = rng.choice([0, 1, 3, 5])
+    first, relogged = [], []
+    for step in range(epochs):
+        for key in EPOCH_KEYS:
+            if rng.random() < 0.1:
+                continue  # a missing value at this epoch
+            first.append(Metric(key, rng.choice(VALUES), 1000 + step, step))
+            if key == "val_loss":  # never re-logged: its ranking takes the one-window query
+                continue
+            if rng.random() < 0.08:  # a re-logged step: a later value wins
+                relogged.append(Metric(key, rng.choice(VALUES), 3000 + step, step))
+            elif rng.random() < 0.03:  # same timestamp twice: the larger value wins
+                relogged.append(Metric(key, rng.choice(VALUES[:4]), 1000 + step, step))
+    if epochs and rng.random() < 0.1:  # a broken best_epoch: ignored by both readers
+        first.append(Metric(BEST_EPOCH_METRIC, rng.choice([-1, -0.5, math.inf, 1e20]), 4000, 0))
+    elif epochs and rng.random() < 0.6:
+        model_epoch = rng.randrange(epochs)
+        first.append(Metric(BEST_EPOCH_METRIC, model_epoch, 4000, 0))
+        first += [Metric(key, rng.choice(VALUES), 4000, model_epoch) for key in TEST_KEYS]
+        if rng.random() < 0.2:  # a later best_epoch (a resumed run) replaces it
+            relogged.append(Metric(BEST_EPOCH_METRIC, rng.randrange(epochs), 5000, 0))
+    return [batch for batch in (first, relogged) if batch]
+
+
+def add_many_runs(uri: str, experiment: str, random_runs: int, copies: int) -> int:
+    """Experiment ``experiment`` with ``random_runs`` random histories (every tenth run then
+    deleted) logged through the client, and ``copies`` SQL copies of a finished run without
+    metrics (seconds, not a minute of client calls): past a server's 1,000-run page. Returns
+    how many active runs it holds."""
+    import uuid
+
+    import sqlalchemy as sa
+
+    client = store_client(uri)
+    experiment_id = client.create_experiment(experiment)
+    rng = random.Random(13)
+    for index in range(random_runs):
+        run_id = client.create_run(experiment_id, run_name=f"random{index:03d}").info.run_id
+        for batch in random_run_metrics(rng):
+            client.log_batch(run_id, metrics=batch)
+        client.set_terminated(run_id, rng.choice(["FINISHED", "FINISHED", "FAILED"]))
+        if index % 10 == 0:
+            client.delete_run(run_id)
+    template = client.create_run(experiment_id, run_name="copy").info.run_id
+    client.set_terminated(template, "FINISHED")
+    engine = sa.create_engine(uri)
+    columns = [column["name"] for column in sa.inspect(engine).get_columns("runs")]
+    with engine.begin() as db:
+        row = db.execute(sa.text("SELECT * FROM runs WHERE run_uuid = :id"), {"id": template})
+        values = dict(row.mappings().one())
+        rows = [
+            {**values, "run_uuid": uuid.uuid4().hex, "name": f"copy{index:04d}"}
+            for index in range(copies)
+        ]
+        names = ", ".join(columns)
+        placeholders = ", ".join(f":{column}" for column in columns)
+        db.execute(sa.text(f"INSERT INTO runs ({names}) VALUES ({placeholders})"), rows)
+    engine.dispose()
+    return random_runs - len(range(0, random_runs, 10)) + 1 + copies

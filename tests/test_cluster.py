@@ -21,6 +21,7 @@ import pytest
 from deepfake_detect.config.paths import PROJECT_ROOT
 from deepfake_detect.tracking.vocabulary import EPOCH_KEYS, SLURM_JOB_TAG, SLURM_RESTARTS_TAG
 from tests.conftest import TINY_SIZE, clean_env, detect, free_port, run_cli
+from tests.leaderboard_fixtures import add_many_runs
 
 pytestmark = [pytest.mark.slow, pytest.mark.training]
 COMMANDS = ("pg_ctlcluster", "slurmctld", "slurmd", "sbatch", "munged")
@@ -98,6 +99,31 @@ def munge_running() -> bool:
     return subprocess.run("munge -n | unmunge", shell=True, capture_output=True).returncode == 0
 
 
+def server_processes(cluster: Cluster) -> list[str]:
+    """The MLflow server's process group: the server and its workers."""
+    leader = (cluster.state / "mlflow.pid").read_text().strip()
+    group = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if fields[2] == leader:  # field 5, the process group
+            group.append(stat.parent.name)
+    assert leader in group
+    return group
+
+
+def drop_stale_test_clusters() -> None:
+    """PostgreSQL clusters an earlier, killed test session left (they start at boot)."""
+    listed = subprocess.run(["pg_lsclusters", "--no-header"], capture_output=True, text=True)
+    for line in listed.stdout.splitlines():
+        version, name = line.split()[:2]
+        owner = name.removeprefix("dfd_test_")
+        if name.startswith("dfd_test_") and owner.isdigit() and not Path(f"/proc/{owner}").exists():
+            subprocess.run(["pg_dropcluster", "--stop", version, name], capture_output=True)
+
+
 def pid_alive(pid_file: Path) -> bool:
     return pid_file.exists() and Path(f"/proc/{pid_file.read_text().strip()}").exists()
 
@@ -118,6 +144,7 @@ def cluster(tmp_path_factory) -> Cluster:
         "SLURMCTLD_PORT": str(free_port()),
         "SLURMD_PORT": str(free_port()),
     }
+    drop_stale_test_clusters()
     munge_was_running = munge_running()
     up = make("cluster-up", settings, "AUTH=1")
     try:
@@ -142,8 +169,11 @@ def test_cluster_up_is_idempotent_and_the_password_is_only_in_env(cluster):
     for path in cluster.state.rglob("*"):
         if path.is_file() and path != env_file and path.suffix != ".db":
             assert cluster.password.encode() not in path.read_bytes(), path
-    server_pid = (cluster.state / "mlflow.pid").read_text().strip()
-    assert cluster.password.encode() not in Path(f"/proc/{server_pid}/cmdline").read_bytes()
+    database_password = cluster.env["DFD_DATABASE_URI"].split(":")[2].split("@")[0]
+    for pid in server_processes(cluster):  # `ps` shows no password to other users
+        command = Path(f"/proc/{pid}/cmdline").read_bytes()
+        assert cluster.password.encode() not in command
+        assert database_password.encode() not in command
     with pytest.raises(urllib.error.HTTPError) as refused:
         urllib.request.urlopen(f"{cluster.url}/api/2.0/mlflow/experiments/search?max_results=1")
     assert refused.value.code == 401
@@ -239,8 +269,10 @@ def test_sweep_ran_as_slurm_jobs_into_postgres(cluster, sweep):
         assert shown.returncode == 0 and "JobState=COMPLETED" in shown.stdout, shown
         assert run.info.artifact_uri.startswith("mlflow-artifacts:/"), run.info.artifact_uri
         stored = Path(cluster.settings["ARTIFACTS"]) / run.info.experiment_id / run.info.run_id
-        assert any(stored.rglob("MLmodel")) or any(stored.rglob("*.yaml")), stored
+        assert any(path.is_file() for path in stored.rglob("*")), stored
     assert len({run.data.tags[SLURM_JOB_TAG] for run in children}) == 4
+    models = Path(cluster.settings["ARTIFACTS"]) / children[0].info.experiment_id / "models"
+    assert len(list(models.glob("*/artifacts/MLmodel"))) == 4  # each child's model, served
 
 
 def test_a_requeued_job_resumes_its_own_run(sweep):
@@ -253,14 +285,21 @@ def test_a_requeued_job_resumes_its_own_run(sweep):
 
 
 def test_leaderboard_via_server_and_postgres_agree(cluster, sweep, tmp_path):
-    files = {}
-    for name, uri in (("server", cluster.url), ("postgres", cluster.env["DFD_DATABASE_URI"])):
-        files[name] = tmp_path / f"{name}.csv"
-        out = ["--out", str(files[name]), "--experiment", EXPERIMENT, "--no-chart"]
-        result = detect(["leaderboard", "--tracking-uri", uri, *out], tmp_path, cluster.env)
-        assert result.returncode == 0, result.stderr[-3000:]
-    assert files["server"].read_text() == files["postgres"].read_text()
-    assert len(files["server"].read_text().splitlines()) == 5  # header and four children
+    """The sweep, and 1,100+ runs with random histories (NaN, re-logged steps, deleted runs):
+    the server reader pages through them (authenticated) and equals the SQL reader on the
+    PostgreSQL database."""
+    runs = add_many_runs(cluster.env["DFD_DATABASE_URI"], "many", 60, 1050)
+    for experiment, rows in ((EXPERIMENT, 4), ("many", runs)):
+        files = {}
+        for name, uri in (("server", cluster.url), ("postgres", cluster.env["DFD_DATABASE_URI"])):
+            files[name] = tmp_path / f"{experiment}-{name}.csv"
+            out = ["--out", str(files[name]), "--experiment", experiment, "--include-failed"]
+            result = detect(
+                ["leaderboard", "--tracking-uri", uri, *out, "--no-chart"], tmp_path, cluster.env
+            )
+            assert result.returncode == 0, result.stderr[-3000:]
+        assert files["server"].read_text() == files["postgres"].read_text()
+        assert len(files["server"].read_text().splitlines()) == 1 + rows
 
 
 def test_promote_predict_evaluate_through_the_server(cluster, sweep, tiny_data, tmp_path):
@@ -323,13 +362,32 @@ def test_credentials_are_never_recorded(cluster, sweep):
 
 
 def test_cluster_down_stops_exactly_what_it_started(cluster):
-    """Last in the module: the server comes back without auth, then everything stops; a
-    munge that ran before the cluster keeps running."""
+    """Last in the module: the server comes back without auth, then with auth again (a new
+    admin password that works), then everything stops; a munge that ran before the cluster
+    keeps running."""
+    search = f"{cluster.url}/api/2.0/mlflow/experiments/search?max_results=1"
     plain = make("cluster-up", cluster.settings)
     assert plain.returncode == 0, plain.stderr[-3000:]
     assert "MLFLOW_TRACKING_PASSWORD" not in (cluster.state / "env").read_text()
-    with urllib.request.urlopen(f"{cluster.url}/api/2.0/mlflow/experiments/search?max_results=1"):
+    with urllib.request.urlopen(search):
         pass  # no credentials needed any more
+    secured = make("cluster-up", cluster.settings, "AUTH=1")
+    assert secured.returncode == 0, secured.stderr[-3000:]
+    password = read_env(cluster.state / "env")["MLFLOW_TRACKING_PASSWORD"]
+    assert password != cluster.password
+    leaderboard = [
+        "leaderboard",
+        "--experiment",
+        EXPERIMENT,
+        "--out",
+        str(cluster.folder / "x.csv"),
+    ]
+    with_new = detect(
+        leaderboard, cluster.folder, {**cluster.env, "MLFLOW_TRACKING_PASSWORD": password}
+    )
+    assert with_new.returncode == 0, with_new.stderr[-3000:]
+    with_old = detect(leaderboard, cluster.folder, cluster.env)
+    assert with_old.returncode == 2 and "MLFLOW_TRACKING_PASSWORD" in with_old.stderr
     pid_files = [cluster.state / "mlflow.pid"] + list((cluster.state / "slurm").glob("*.pid"))
     assert len(pid_files) == 3 and all(pid_alive(path) for path in pid_files)
     pids = [path.read_text().strip() for path in pid_files]

@@ -18,36 +18,8 @@ from deepfake_detect.leaderboard.selection import EpochFacts, facts_from_history
 from deepfake_detect.leaderboard.sql_reader import read_runs_sql
 from deepfake_detect.leaderboard.table import build_leaderboard
 from deepfake_detect.tracking.store import store_client
-from deepfake_detect.tracking.vocabulary import BEST_EPOCH_METRIC, EPOCH_KEYS, TEST_KEYS
-
-VALUES = (-0.5, 0.25, 0.5, 0.75, math.inf, math.nan)  # few values: ties, NaN, inf, negatives
-
-
-def random_run_metrics(rng: random.Random) -> list[list[Metric]]:
-    """Batches of one run's metrics, logged in order (later batches re-log some steps)."""
-    epochs = rng.choice([0, 1, 3, 5])
-    first, relogged = [], []
-    for step in range(epochs):
-        for key in EPOCH_KEYS:
-            if rng.random() < 0.1:
-                continue  # a missing value at this epoch
-            first.append(Metric(key, rng.choice(VALUES), 1000 + step, step))
-            if key == "val_loss":  # never re-logged: its ranking takes the one-window query
-                continue
-            if rng.random() < 0.08:  # a re-logged step: a later value wins
-                relogged.append(Metric(key, rng.choice(VALUES), 3000 + step, step))
-            elif rng.random() < 0.03:  # same timestamp twice: the larger value wins
-                relogged.append(Metric(key, rng.choice(VALUES[:4]), 1000 + step, step))
-    if epochs and rng.random() < 0.1:  # a broken best_epoch: ignored by both readers
-        first.append(Metric(BEST_EPOCH_METRIC, rng.choice([-1, -0.5, math.inf, 1e20]), 4000, 0))
-    elif epochs and rng.random() < 0.6:
-        model_epoch = rng.randrange(epochs)
-        first.append(Metric(BEST_EPOCH_METRIC, model_epoch, 4000, 0))
-        first += [Metric(key, rng.choice(VALUES), 4000, model_epoch) for key in TEST_KEYS]
-        if rng.random() < 0.2:  # a later best_epoch (a resumed run) replaces it
-            relogged.append(Metric(BEST_EPOCH_METRIC, rng.randrange(epochs), 5000, 0))
-    return [batch for batch in (first, relogged) if batch]
-
+from deepfake_detect.tracking.vocabulary import BEST_EPOCH_METRIC
+from tests.leaderboard_fixtures import random_run_metrics
 
 POSTGRES_ENV = "DFD_TEST_POSTGRES_URI"  # a server URI whose user may CREATE DATABASE
 

@@ -25,6 +25,7 @@ def auth_server(tmp_path_factory):
         "admin_username = admin\n"
         f"admin_password = {PASSWORD}\n"
         "authorization_function = mlflow.server.auth:authenticate_request_basic_auth\n"
+        "auth_cache_ttl_seconds = 60\n"  # as make cluster-up: one slow hash per minute
     )
     env = {"MLFLOW_AUTH_CONFIG_PATH": str(config), "MLFLOW_FLASK_SERVER_SECRET_KEY": "test-only"}
     with mlflow_server(folder, "--app-name", "basic-auth", env=env) as url:

@@ -74,6 +74,11 @@ def read_runs_api(
     filters = [f"tags.`{PARENT_TAG}` = '{sweep}'"] if sweep else []
     if not include_failed:
         filters.append("attributes.status = 'FINISHED'")
+    runs = [
+        run
+        for run in search_all(client, ids, " and ".join(filters))
+        if run.data.tags.get(RUN_TYPE_TAG) not in (SWEEP, EVALUATION)
+    ]
     records = [
         RunRecord(
             run.info.run_id,
@@ -84,10 +89,11 @@ def read_runs_api(
             dict(run.data.params),
             pruned=run.data.tags.get(PRUNED_TAG) == "true",
         )
-        for run in search_all(client, ids, " and ".join(filters))
-        if run.data.tags.get(RUN_TYPE_TAG) not in (SWEEP, EVALUATION)
+        for run in runs
     ]
-    histories = fetch_histories(client, [r.run_id for r in records], keys)
+    # a run's latest metrics name every key it ever logged: no history calls for the others
+    logged = {run.info.run_id: set(run.data.metrics) for run in runs}
+    histories = fetch_histories(client, logged, keys)
     for record in records:
         record.history = histories.get(record.run_id, {})
     return records
@@ -99,16 +105,18 @@ def _chunks(items: Sequence[str], size: int) -> Iterable[Sequence[str]]:
 
 
 def fetch_histories(
-    client: MlflowClient, run_ids: Sequence[str], keys: Sequence[str]
+    client: MlflowClient, logged: dict[str, set[str]], keys: Sequence[str]
 ) -> dict[str, History]:
-    """run id -> key -> step -> value: bulk endpoint on servers, else per-run calls."""
+    """run id -> key -> step -> value for the ``keys`` each run logged (``logged``: run id ->
+    its metric keys): the bulk endpoint on servers, else per-run calls."""
     if urlparse(client.tracking_uri).scheme not in ("http", "https"):
         return {
             run_id: {
                 key: {m.step: m.value for m in client.get_metric_history(run_id, key)}
                 for key in keys
+                if key in run_keys
             }
-            for run_id in run_ids
+            for run_id, run_keys in logged.items()
         }
     from mlflow.utils.credentials import get_default_host_creds
     from mlflow.utils.rest_utils import http_request
@@ -116,8 +124,10 @@ def fetch_histories(
     result: dict[str, History] = defaultdict(lambda: defaultdict(dict))
     # the client's own credentials: MLFLOW_TRACKING_USERNAME/PASSWORD/TOKEN, TLS settings
     creds = get_default_host_creds(client.tracking_uri.rstrip("/"))
-    for chunk in _chunks(list(run_ids), HTTP_CHUNK):
-        for key in keys:
+    for key in keys:
+        for chunk in _chunks(
+            [run_id for run_id, found in logged.items() if key in found], HTTP_CHUNK
+        ):
             response = http_request(
                 creds,
                 BULK_HISTORY,

@@ -4,8 +4,10 @@ and User columns) and its data as a dataset input (the Dataset column)."""
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
+from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
 from deepfake_detect.tracking.store import git_commit
@@ -36,6 +38,9 @@ def _user(getpass) -> str:
         return "unknown"
 
 
+DUPLICATE_KEY = re.compile(r"UniqueViolation|duplicate key|UNIQUE constraint failed", re.I)
+
+
 def log_dataset_input(
     client: MlflowClient,
     run_id: str,
@@ -58,6 +63,12 @@ def log_dataset_input(
         source=json.dumps({"uri": str(root)}),
         profile=json.dumps({"num_images": counts, "class_names": class_names}),
     )
-    client.log_inputs(
-        run_id, datasets=[DatasetInput(dataset, tags=[InputTag(MLFLOW_DATASET_CONTEXT, context)])]
-    )
+    inputs = [DatasetInput(dataset, tags=[InputTag(MLFLOW_DATASET_CONTEXT, context)])]
+    try:
+        client.log_inputs(run_id, datasets=inputs)
+    except MlflowException as error:
+        # parallel sweep jobs logging the same new dataset race on MLflow's check-then-insert
+        # (a unique-key violation on PostgreSQL or SQLite): the dataset exists now, so link it
+        if not DUPLICATE_KEY.search(str(error)):
+            raise
+        client.log_inputs(run_id, datasets=inputs)

@@ -157,23 +157,34 @@ def redact(text: str) -> str:
     return _SECRET_QUERY.sub(lambda m: f"{m['key']}***", text)
 
 
-CREDENTIALS_HINT = (
-    "the server wants credentials: set MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD, "
-    "or MLFLOW_TRACKING_TOKEN"
-)
+REFUSAL_HINTS = {
+    401: "the server wants credentials: set MLFLOW_TRACKING_USERNAME and "
+    "MLFLOW_TRACKING_PASSWORD, or MLFLOW_TRACKING_TOKEN",
+    403: "the server refused this user: ask its admin for permission, or check "
+    "MLFLOW_TRACKING_USERNAME",
+}
+
+
+def refusal_status(error: BaseException) -> int | None:
+    """401 or 403 when a tracking server refused the request's credentials, else None."""
+    status = getattr(getattr(error, "response", None), "status_code", None)
+    if status in REFUSAL_HINTS:
+        return status
+    first = (str(error).strip().splitlines() or [""])[0]
+    found = re.search(r"error code (40[13])\b|\b(40[13]) Client", first)
+    return int(found[1] or found[2]) if found else None
 
 
 def credentials_refused(error: BaseException) -> bool:
     """True when a tracking server answered 401 or 403 (missing or wrong credentials)."""
-    status = getattr(getattr(error, "response", None), "status_code", None)
-    first = (str(error).strip().splitlines() or [""])[0]
-    return status in (401, 403) or bool(re.search(r"error code (40[13])\b|\b40[13] Client", first))
+    return refusal_status(error) is not None
 
 
 def error_line(error: BaseException) -> str:
-    """An error's first line for the user, redacted; a server's 401/403 says what to set."""
+    """An error's first line for the user, redacted; a server's 401/403 says what to do."""
     text = str(error).strip()
     first = text.splitlines()[0] if text else repr(error)
-    if credentials_refused(error):
-        first = f"{first} ({CREDENTIALS_HINT})"
+    status = refusal_status(error)
+    if status is not None:
+        first = f"{first} ({REFUSAL_HINTS[status]})"
     return redact(first)
