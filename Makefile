@@ -20,9 +20,13 @@ SWEEP ?=
 METRIC ?= val_auc
 ALIAS ?= champion
 PYTEST_ARGS ?=
+# test files run in this many processes (pytest-xdist), each file in one: a training test is
+# CPU-bound in bursts (TensorFlow imports, subprocesses), so two share CI's 2 cores well
+TEST_WORKERS ?= 2
 CLUSTER_DIR ?= $(ROOT)/.cluster
-# cluster-up's server port: PORT= when given, else 5055 (make server and make ui keep 5000)
-CLUSTER_PORT := $(if $(filter file,$(origin PORT)),5055,$(PORT))
+# cluster-up/down get HOST, PORT (default 5055: make server and make ui keep 5000) and
+# ARTIFACTS only when given: otherwise the settings saved in .cluster/settings, then defaults
+given = $(if $(filter command line environment,$(origin $(1))),$(1)=$($(1)))
 CLUSTER_PACKAGES := postgresql slurm-wlm munge
 
 help: ## list the targets
@@ -61,17 +65,18 @@ cluster-packages: ## install Debian's postgresql, slurm-wlm and munge for the cl
 		|| echo "warning: could not install $(CLUSTER_PACKAGES); the cluster test will be skipped"
 
 cluster-up: install ## PostgreSQL + MLflow server (127.0.0.1:PORT, default 5055) + one-node SLURM -> .cluster/env (AUTH=1: basic auth)
-	@ROOT=$(ROOT) CLUSTER_DIR=$(CLUSTER_DIR) HOST=$(HOST) PORT=$(CLUSTER_PORT) \
-		ARTIFACTS=$(ARTIFACTS) MLFLOW_BIN=$(CURDIR)/$(VENV)/bin/mlflow AUTH=$(AUTH) cluster/up.sh
+	@ROOT=$(ROOT) CLUSTER_DIR=$(CLUSTER_DIR) $(call given,HOST) $(call given,PORT) \
+		$(call given,ARTIFACTS) MLFLOW_BIN=$(CURDIR)/$(VENV)/bin/mlflow AUTH=$(AUTH) cluster/up.sh
 
 cluster-down: ## stop what cluster-up started (data stays; PURGE=1 drops its database and .cluster/)
-	@ROOT=$(ROOT) CLUSTER_DIR=$(CLUSTER_DIR) PORT=$(CLUSTER_PORT) cluster/down.sh
+	@ROOT=$(ROOT) CLUSTER_DIR=$(CLUSTER_DIR) cluster/down.sh
 
 test: install chromium cluster-packages lint ## install if needed, lint, and run the whole test suite (CI)
-	TF_CPP_MIN_LOG_LEVEL=2 $(PY) -m pytest $(PYTEST_ARGS)
+	TF_CPP_MIN_LOG_LEVEL=2 $(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
 
 test-fast: install ## the inner loop: every test that trains no TensorFlow model (< 3 min)
-	TF_CPP_MIN_LOG_LEVEL=2 $(PY) -m pytest -m "not training and not slow" $(PYTEST_ARGS)
+	TF_CPP_MIN_LOG_LEVEL=2 $(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile \
+		-m "not training and not slow" $(PYTEST_ARGS)
 
 lint: install ## ruff check and format check
 	$(VENV)/bin/ruff check deepfake_detect hydra_plugins tests bench

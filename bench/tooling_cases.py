@@ -213,19 +213,27 @@ def train_command(
     ]
 
 
-def sweep_overhead(folder: Path, data_root: Path, size: int, epochs: int) -> dict[str, float]:
-    """What a trial of a 4-trial multirun costs beyond its own fit time.
+WALL_KEYS = {1: "one", 4: "four"}  # the names earlier bench.json files use
+
+
+def sweep_overhead(
+    folder: Path, data_root: Path, size: int, epochs: int, trial_counts: tuple[int, ...] = (1, 4)
+) -> dict[str, float]:
+    """What a trial of a multirun costs beyond its own fit time (the last of ``trial_counts``,
+    at least 3 trials).
 
     Per later trial: the time from its run's start to the next trial's start (Hydra job set-up,
     data loading, model build, fit, evaluation, plots, logging) against its ``fit_seconds``.
-    The 1-trial multirun wall time is reported beside the 4-trial one.
+    Each multirun's wall time is reported (``1_trial_wall_s``, ``4_trial_wall_s``).
     """
     from deepfake_detect.tracking.store import store_client
 
+    if trial_counts[-1] < 3:
+        raise ValueError("sweep_overhead needs a last multirun of at least 3 trials")
     walls, children = {}, []
-    for trials in (1, 4):
+    for trials in trial_counts:
         uri = f"sqlite:///{folder / f'sweep{trials}.db'}"
-        dropouts = ",".join(str(0.1 * (i + 1)) for i in range(trials))
+        dropouts = ",".join(str(round(0.1 * (i + 1), 2)) for i in range(trials))
         start = time.perf_counter()
         subprocess.run(
             train_command(
@@ -255,8 +263,7 @@ def sweep_overhead(folder: Path, data_root: Path, size: int, epochs: int) -> dic
     cycle = statistics.mean(starts[i + 1] - starts[i] for i in later)
     fit = statistics.mean(children[i].data.metrics["fit_seconds"] for i in later)
     return {
-        "one_trial_wall_s": walls[1],
-        "four_trial_wall_s": walls[4],
+        **{f"{WALL_KEYS.get(trials, trials)}_trial_wall_s": wall for trials, wall in walls.items()},
         "later_trial_cycle_s": cycle,
         "later_trial_fit_s": fit,
         "per_trial_overhead": cycle / fit - 1,
@@ -282,17 +289,21 @@ def training_peak_rss(folder: Path, data_root: Path, size: int) -> dict[str, flo
     return {"peak_rss_gb": max(peak_kb, before) / 1024**2}
 
 
-def demo_grid_pruning(folder: Path, data_root: Path, size: int, *extra: str) -> dict[str, object]:
+def demo_grid_pruning(
+    folder: Path, data_root: Path, size: int, *extra: str, warm: bool = True
+) -> dict[str, object]:
     """The demo grid (``make sweep``: hparams_search=grid_dropout_lr, which prunes) with
     ``sweep.pruning=null`` and ``=median``, side by side (after one run that builds the decoded
-    cache): wall time, trials pruned, best grid point and its val AUC, pruning's share."""
+    cache, unless ``warm`` is false): wall time, trials pruned, best grid point and its val
+    AUC, pruning's share."""
     from deepfake_detect.leaderboard.reader import collect
     from deepfake_detect.tracking.store import store_client
 
-    warm = train_command(
-        data_root, size, f"sqlite:///{folder / 'warm.db'}", folder / "grid-cache", 1
-    )
-    subprocess.run(warm, check=True, capture_output=True, env=ENV, cwd=PROJECT_ROOT)  # the cache
+    if warm:  # both arms then read the same decoded cache: neither pays for building it
+        command = train_command(
+            data_root, size, f"sqlite:///{folder / 'warm.db'}", folder / "grid-cache", 1
+        )
+        subprocess.run(command, check=True, capture_output=True, env=ENV, cwd=PROJECT_ROOT)
     result: dict[str, object] = {}
     for name, pruning in (("full", ["sweep.pruning=null"]), ("pruned", ["sweep.pruning=median"])):
         uri = f"sqlite:///{folder / f'grid-{name}.db'}"
@@ -336,6 +347,7 @@ def demo_grid_pruning(folder: Path, data_root: Path, size: int, *extra: str) -> 
             "best_val_auc": float(best["val_auc"]),
         }
     full, pruned = result["full"], result["pruned"]
+    result["warm_cache"] = warm
     result["speedup"] = full["wall_s"] / pruned["wall_s"]
     result["same_best_grid_point"] = full["best_grid_point"] == pruned["best_grid_point"]
     result["best_val_auc_difference"] = pruned["best_val_auc"] - full["best_val_auc"]

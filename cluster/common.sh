@@ -7,7 +7,8 @@
 ROOT=${ROOT:-$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)}
 CLUSTER_DIR=${CLUSTER_DIR:-$ROOT/.cluster}
 SETTINGS=$CLUSTER_DIR/settings  # what the last cluster-up used: later runs and down reuse it
-SAVED=(PG_CLUSTER PG_PORT PG_DATABASE PG_USER SLURM_CLUSTER SLURMCTLD_PORT SLURMD_PORT ARTIFACTS)
+SAVED=(HOST PORT ARTIFACTS PG_CLUSTER PG_PORT PG_DATABASE PG_USER SLURM_CLUSTER SLURMCTLD_PORT
+    SLURMD_PORT)
 if [[ -r $SETTINGS ]]; then  # a setting given now wins; the rest come from the last run
     while IFS='=' read -r key value; do
         [[ " ${SAVED[*]} " == *" $key "* && -z ${!key:-} ]] && printf -v "$key" '%s' "$value"

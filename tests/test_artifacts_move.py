@@ -67,3 +67,31 @@ def test_artifacts_move_hands_a_local_store_to_the_servers_proxy(tmp_path):
         assert (destination / experiment_id / new_run / "artifacts" / "new.txt").exists()
         wrong = detect([*move[:-2], "--tracking-uri", url], tmp_path)  # the server, not its DB
         assert wrong.returncode == 2 and "database" in wrong.stderr
+
+
+def test_two_folders_that_would_land_in_one_place_are_refused(tmp_path):
+    """Runs logged under two roots with the same run folder name would both move to
+    DEST/<experiment>/<name>: refused before anything moves."""
+    import sqlalchemy as sa
+
+    database = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    client = store_client(database)
+    experiment_id = client.create_experiment("two-roots", artifact_location=str(tmp_path / "a"))
+    engine = sa.create_engine(database)
+    for root in ("a", "b"):  # each run then lives in <root>/same/artifacts
+        run_id = client.create_run(experiment_id).info.run_id
+        client.log_text(run_id, root, "which.txt")
+        client.set_terminated(run_id)
+        (tmp_path / root).mkdir(exist_ok=True)
+        (tmp_path / "a" / run_id).rename(tmp_path / root / "same")
+        with engine.begin() as db:
+            db.execute(
+                sa.text("UPDATE runs SET artifact_uri = :uri WHERE run_uuid = :id"),
+                {"uri": f"file://{tmp_path / root / 'same' / 'artifacts'}", "id": run_id},
+            )
+    engine.dispose()
+    move = ["artifacts", "move", "--to", str(tmp_path / "dest"), "--tracking-uri", database]
+    refused = detect(move, tmp_path)
+    assert refused.returncode == 2 and "would both move to" in refused.stderr, refused.stderr
+    assert (tmp_path / "a" / "same" / "artifacts" / "which.txt").read_text() == "a"
+    assert (tmp_path / "b" / "same" / "artifacts" / "which.txt").read_text() == "b"

@@ -92,7 +92,7 @@ def run(args: argparse.Namespace) -> int:
         return 2
     print(
         f"re-pointed {counts} to mlflow-artifacts:/ ({moved} folders moved into {destination}); "
-        f"serve it with: mlflow server --backend-store-uri {redact(uri)} --serve-artifacts "
-        f"--artifacts-destination {destination}"
+        f"from now on use this store only through a server with --serve-artifacts "
+        f"--artifacts-destination {destination} (make server BACKEND_URI=... ARTIFACTS=...)"
     )
     return 0

@@ -30,9 +30,9 @@ def local_path(uri: str | None) -> Path | None:
         return None
     parsed = urlparse(uri)
     if parsed.scheme == "file":
-        return Path(unquote(parsed.path))
+        return Path(unquote(parsed.path)).resolve()  # symlinks: one spelling per folder
     if parsed.scheme == "" and uri.startswith("/"):
-        return Path(uri)
+        return Path(uri).resolve()
     return None
 
 
@@ -85,9 +85,11 @@ def make_plan(engine, destination: Path) -> Plan:
     """Every local location in the store, and where it goes under ``destination``."""
     import sqlalchemy as sa
 
-    plan = Plan(destination)
-    replaced: dict[str, str] = {}  # old local URI prefix -> new proxy URI (for model versions)
+    plan = Plan(destination.resolve())
+    destination = plan.destination
+    replaced: dict[Path, str] = {}  # old local location -> new proxy URI (for model versions)
     with engine.connect() as db:
+        check_workspaces(db)
         experiments = db.execute(
             sa.text("SELECT experiment_id, artifact_location FROM experiments")
         ).all()
@@ -110,7 +112,7 @@ def make_plan(engine, destination: Path) -> Plan:
                 continue
             new = _relocate(plan, path, destination / str(experiment_id))
             plan.add("runs", run_id, "artifact_uri", proxy_uri(new, destination))
-            replaced[uri] = proxy_uri(new, destination)
+            replaced[path] = proxy_uri(new, destination)
         models = db.execute(
             sa.text("SELECT model_id, experiment_id, artifact_location FROM logged_models")
         ).all()
@@ -120,7 +122,7 @@ def make_plan(engine, destination: Path) -> Plan:
                 continue
             new = _relocate(plan, path, destination / str(experiment_id) / "models")
             plan.add("logged_models", model_id, "artifact_location", proxy_uri(new, destination))
-            replaced[uri] = proxy_uri(new, destination)
+            replaced[path] = proxy_uri(new, destination)
         versions = db.execute(
             sa.text("SELECT name, version, source, storage_location FROM model_versions")
         ).all()
@@ -132,21 +134,58 @@ def make_plan(engine, destination: Path) -> Plan:
     return plan
 
 
-def _replace_prefix(value: str | None, replaced: dict[str, str]) -> str | None:
-    """``value`` with the longest replaced location it starts with swapped; None if none."""
-    if not value:
+def _replace_prefix(value: str | None, replaced: dict[Path, str]) -> str | None:
+    """The new URI of a local ``value`` inside a replaced location (the innermost); None if
+    it is not local or in none of them."""
+    path = local_path(value)
+    if path is None:
         return None
-    for old in sorted(replaced, key=len, reverse=True):
-        if value == old or value.startswith(old.rstrip("/") + "/"):
-            return replaced[old] + value[len(old) :]
+    for old in sorted(replaced, key=lambda p: len(p.parts), reverse=True):
+        if path == old or old in path.parents:
+            relative = path.relative_to(old).as_posix()
+            return replaced[old] + ("" if relative == "." else "/" + relative)
     return None
+
+
+def check_workspaces(db) -> None:
+    """Only the default MLflow workspace: the proxy keeps other workspaces' artifacts under
+    paths of their own, which this command does not write."""
+    import sqlalchemy as sa
+
+    columns = {column["name"] for column in sa.inspect(db).get_columns("experiments")}
+    if "workspace" not in columns:
+        return
+    others = db.execute(
+        sa.text("SELECT DISTINCT workspace FROM experiments WHERE workspace <> 'default'")
+    ).scalars()
+    names = sorted(str(name) for name in others)
+    if names:
+        raise ArtifactRootError(
+            f"the store has experiments in MLflow workspaces {', '.join(names)}: artifacts move "
+            "handles only the default workspace; move those artifacts by hand"
+        )
 
 
 def check_plan(plan: Plan) -> None:
     """Refuse a move onto an existing folder (a half-done earlier run is fine: its source is
-    gone and its target is there)."""
+    gone and its target is there), two folders moved to one place, and a destination inside a
+    folder it would move."""
+    targets: dict[Path, Path | None] = {}
     for move in plan.moves:
-        if move.source is not None and move.source.exists() and move.target.exists():
+        if move.target in targets and targets[move.target] != move.source:
+            raise ArtifactRootError(
+                f"{targets[move.target]} and {move.source} would both move to {move.target}; "
+                "rename one of the folders (and its location in the store) first"
+            )
+        targets[move.target] = move.source
+        if move.source is None or not move.source.exists():
+            continue
+        if move.source in plan.destination.parents or move.source == plan.destination:
+            raise ArtifactRootError(
+                f"the destination {plan.destination} is inside {move.source}, which would move "
+                "into it: choose a destination outside the store's artifact folders"
+            )
+        if move.target.exists():
             raise ArtifactRootError(
                 f"{move.target} exists already and {move.source} would be moved onto it; "
                 "move one of them aside and run the command again"
@@ -162,6 +201,8 @@ def apply_plan(engine, plan: Plan) -> int:
     for move in plan.moves:
         if move.source is not None and move.source.exists():
             move.target.parent.mkdir(parents=True, exist_ok=True)
+            if move.target.exists():  # appeared since the check: never move into it
+                raise ArtifactRootError(f"{move.target} appeared while moving; run it again")
             shutil.move(str(move.source), str(move.target))
             moved += 1
     keys = {

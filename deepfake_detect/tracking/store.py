@@ -137,7 +137,8 @@ def git_commit(root: Path = PROJECT_ROOT) -> str:
 
 # also as Hydra writes a multirun's overrides, with ":" escaped: http\://user\:password@host
 _USERINFO = re.compile(
-    r"(?P<scheme>[A-Za-z][\w+.-]*\\?://)(?P<user>[^/@\s:\\]*)(?P<colon>\\?:)[^/@\s]*@"
+    r"(?P<scheme>[A-Za-z][\w+.-]*\\?://)(?P<user>(?:\\.|[^/@\s:\\])*)(?P<colon>\\?:)"
+    r"(?:\\.|[^/\s\\])*@"  # the password, up to the last @ before the host
 )
 _SECRET_QUERY = re.compile(
     r"(?P<key>[?&](?:token|access_token|api_key|apikey|password|secret)=)[^&\s'\"]+", re.I
@@ -160,8 +161,8 @@ def redact(text: str) -> str:
 REFUSAL_HINTS = {
     401: "the server wants credentials: set MLFLOW_TRACKING_USERNAME and "
     "MLFLOW_TRACKING_PASSWORD, or MLFLOW_TRACKING_TOKEN",
-    403: "the server refused this user: ask its admin for permission, or check "
-    "MLFLOW_TRACKING_USERNAME",
+    403: "the server refused this user: ask its admin for permission, check "
+    "MLFLOW_TRACKING_USERNAME, or (a server reached under a name) its --allowed-hosts",
 }
 
 

@@ -261,7 +261,9 @@ class MlflowSweepCallback(Callback):
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         from deepfake_detect.tracking.store import store_client
 
-        redact_multirun_file(Path(str(config.hydra.sweep.dir)))
+        sweep_dir = OmegaConf.select(config, "hydra.sweep.dir")
+        if sweep_dir:
+            redact_multirun_file(Path(str(sweep_dir)))
         if not self.parent_run_id:
             return
         self._stop_heartbeat()
