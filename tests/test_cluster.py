@@ -344,6 +344,19 @@ def test_without_credentials_every_command_is_one_line(cluster, sweep, tiny_data
         assert len(lines) == 1 and "MLFLOW_TRACKING_USERNAME" in lines[0], (name, lines)
 
 
+def test_a_password_in_the_uri_of_a_slurm_sweep_is_refused(tmp_path):
+    """submitit pickles each job's overrides beside the sweep's logs: one line, no job."""
+    result = run_cli(
+        ["-m", "deepfake_detect.train", "-m", *SWEEP_OVERRIDES]
+        + ["tracking.uri=http://alice:s3cret@127.0.0.1:1", f"paths.log_dir={tmp_path / 'logs'}"],
+        cwd=tmp_path,
+    )
+    lines = result.stderr.strip().splitlines()
+    assert result.returncode == 2 and len(lines) == 1, result.stderr[-3000:]
+    assert "MLFLOW_TRACKING_PASSWORD" in lines[0] and "s3cret" not in result.stdout + lines[0]
+    assert not list(tmp_path.rglob("*.pkl"))
+
+
 def test_credentials_are_never_recorded(cluster, sweep):
     """Not in the runs, their artifacts, Hydra's and SLURM's logs or the sweep's output; only
     in .cluster/env and in SLURM's own record of each job's environment (root only)."""

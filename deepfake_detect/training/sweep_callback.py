@@ -126,6 +126,18 @@ PRUNING_OPTUNA_SWEEPER = (
 )
 
 
+def refuse_credentials_in_job_files(config: DictConfig, uri: str) -> None:
+    """A password in ``tracking.uri`` of a sweep on SLURM would sit in submitit's job files
+    (pickled, unredacted, beside the sweep's logs): ask for the variables instead."""
+    launcher = str(OmegaConf.select(config, "hydra.launcher._target_", default="") or "")
+    if "submitit" in launcher and redact(uri) != uri:
+        raise ConfigError(
+            f"tracking.uri {redact(uri)} holds a password, which submitit would write to its job "
+            "files: give it as MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD (or "
+            "MLFLOW_TRACKING_TOKEN) instead, e.g. `source .cluster/env`"
+        )
+
+
 def warn_if_optuna_cannot_learn_pruning(config: DictConfig) -> None:
     """Hydra's own Optuna sweeper would take a pruned trial's truncated value as COMPLETE."""
     sweeper = OmegaConf.select(config, "hydra.sweeper._target_")
@@ -188,6 +200,7 @@ class MlflowSweepCallback(Callback):
         self.uri = resolve_tracking_uri(config.tracking.uri)
         try:  # a bad value given to every job, a dead store: one line, before any run exists
             check_training_config(config)
+            refuse_credentials_in_job_files(config, self.uri)
             check_store_reachable(self.uri, float(config.tracking.connect_timeout))
             experiment_id = ensure_experiment(self.uri, str(config.tracking.experiment))
             client = store_client(self.uri)
