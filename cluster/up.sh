@@ -241,12 +241,12 @@ see $SLURM_DIR/slurmctld.log and slurmd.log"
 write_env() {
     {
         echo "# written by \`make cluster-up\` (cluster/up.sh); use it with: source $ENV_FILE"
-        echo "export MLFLOW_TRACKING_URI=http://$HOST:$PORT"
-        echo "export DFD_DATABASE_URI=$DATABASE_URI"
-        echo "export SLURM_CONF=$SLURM_CONF"
+        printf 'export %s=%q\n' MLFLOW_TRACKING_URI "http://$HOST:$PORT"
+        printf 'export %s=%q\n' DFD_DATABASE_URI "$DATABASE_URI"
+        printf 'export %s=%q\n' SLURM_CONF "$SLURM_CONF"
         if [[ -n $AUTH ]]; then
-            echo "export MLFLOW_TRACKING_USERNAME=admin"
-            echo "export MLFLOW_TRACKING_PASSWORD=$ADMIN_PASSWORD"
+            printf 'export %s=%q\n' MLFLOW_TRACKING_USERNAME "admin"
+            printf 'export %s=%q\n' MLFLOW_TRACKING_PASSWORD "$ADMIN_PASSWORD"
         fi
     } | write_secret "$ENV_FILE"
 }

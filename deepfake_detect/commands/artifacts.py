@@ -59,12 +59,14 @@ def run(args: argparse.Namespace) -> int:
         engine = sqlalchemy.create_engine(uri)
         with engine.connect() as db:
             running = db.execute(
-                sqlalchemy.text("SELECT run_uuid FROM runs WHERE status = 'RUNNING'")
+                sqlalchemy.text(
+                    "SELECT run_uuid FROM runs WHERE status IN ('RUNNING', 'SCHEDULED')"
+                )
             ).scalars()
             running = list(running)
         if running:
             raise ArtifactRootError(
-                f"{len(running)} run(s) are RUNNING ({', '.join(running[:3])}): their "
+                f"{len(running)} run(s) are RUNNING or SCHEDULED ({', '.join(running[:3])}): their "
                 "artifacts would move under them; wait for them or `deepfake-detect runs reap`"
             )
         plan = make_plan(engine, destination)
