@@ -6,11 +6,8 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
-from urllib.parse import urlparse
 
 from deepfake_detect.commands.options import add_tracking_options
-
-DB_SCHEMES = ("sqlite", "postgresql")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -40,13 +37,14 @@ def run(args: argparse.Namespace) -> int:
     from deepfake_detect.tracking.store import (
         StoreNotFoundError,
         error_line,
+        is_database_uri,
         redact,
         require_existing_store,
         resolve_tracking_uri,
     )
 
     uri = resolve_tracking_uri(args.tracking_uri)
-    if urlparse(uri).scheme.split("+")[0] not in DB_SCHEMES:
+    if not is_database_uri(uri):
         print(
             f"error: artifacts move rewrites the database a server serves; give that database "
             f"(--tracking-uri sqlite:///... or postgresql://...), not {redact(uri)}",
@@ -58,12 +56,15 @@ def run(args: argparse.Namespace) -> int:
         require_existing_store(uri)
         engine = sqlalchemy.create_engine(uri)
         with engine.connect() as db:
-            running = db.execute(
-                sqlalchemy.text(
-                    "SELECT run_uuid FROM runs WHERE status IN ('RUNNING', 'SCHEDULED')"
+            running = (
+                db.execute(
+                    sqlalchemy.text(
+                        "SELECT run_uuid FROM runs WHERE status IN ('RUNNING', 'SCHEDULED')"
+                    )
                 )
-            ).scalars()
-            running = list(running)
+                .scalars()
+                .all()
+            )
         if running:
             raise ArtifactRootError(
                 f"{len(running)} run(s) are RUNNING or SCHEDULED ({', '.join(running[:3])}): their "
@@ -74,12 +75,11 @@ def run(args: argparse.Namespace) -> int:
             f"{plan.count(table)} {table.replace('_', ' ')}"
             for table in ("experiments", "runs", "logged_models", "model_versions")
         )
-        moves = [move for move in plan.moves if move.source is not None]
         if not plan.updates:
             print(f"nothing to do: no local artifact locations in {redact(uri)}")
             return 0
         if args.dry_run:
-            for move in moves:
+            for move in plan.moves:
                 print(f"would move {move.source} -> {move.target}")
             print(f"would re-point {counts} to {destination} (mlflow-artifacts:/)")
             return 0

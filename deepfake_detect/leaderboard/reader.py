@@ -4,7 +4,6 @@ build the leaderboard from them."""
 from __future__ import annotations
 
 from collections.abc import Sequence
-from urllib.parse import urlparse
 
 from deepfake_detect.leaderboard.records import RunRecord, StoreError
 from deepfake_detect.leaderboard.table import (
@@ -16,6 +15,7 @@ from deepfake_detect.leaderboard.table import (
 from deepfake_detect.tracking.store import (
     StoreNotFoundError,
     error_line,
+    is_database_uri,
     redact,
     require_existing_store,
     resolve_tracking_uri,
@@ -24,7 +24,6 @@ from deepfake_detect.tracking.vocabulary import BEST_EPOCH_METRIC, EPOCH_KEYS, T
 
 # read with SQL (leaderboard/sql_reader.py); other stores (servers, MySQL, other databases)
 # through the MLflow API
-DB_SCHEMES = ("sqlite", "postgresql")
 ROW_KEYS: tuple[str, ...] = (*EPOCH_KEYS, *TEST_KEYS)  # the metric columns of a row
 
 
@@ -43,7 +42,7 @@ def read_store(
         require_existing_store(uri)
     except StoreNotFoundError as error:
         raise StoreError(str(error)) from error
-    if urlparse(uri).scheme.split("+")[0] in DB_SCHEMES:
+    if is_database_uri(uri):
         from deepfake_detect.leaderboard.sql_reader import read_runs_sql
 
         return read_runs_sql(uri, experiments, sweep, include_failed, ROW_KEYS, metric, selection)

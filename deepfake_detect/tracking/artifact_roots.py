@@ -18,6 +18,8 @@ from pathlib import Path
 from urllib.parse import unquote, urlparse
 
 PROXY_SCHEME = "mlflow-artifacts:"
+# the tables holding artifact locations, by their key column (model versions: name, version)
+KEY_COLUMNS = {"experiments": "experiment_id", "runs": "run_uuid", "logged_models": "model_id"}
 
 
 class ArtifactRootError(ValueError):
@@ -36,6 +38,11 @@ def local_path(uri: str | None) -> Path | None:
     return None
 
 
+def within(path: Path, folder: Path) -> bool:
+    """True when ``path`` is ``folder`` or inside it."""
+    return path == folder or folder in path.parents
+
+
 def proxy_uri(path: Path, destination: Path) -> str:
     """``mlflow-artifacts:/<path relative to the destination>``."""
     relative = path.relative_to(destination).as_posix()
@@ -44,9 +51,9 @@ def proxy_uri(path: Path, destination: Path) -> str:
 
 @dataclass
 class Move:
-    """One folder to move (``source`` is None when it is already inside the destination)."""
+    """One folder to move into the destination."""
 
-    source: Path | None
+    source: Path
     target: Path
 
 
@@ -72,8 +79,7 @@ def _folder_of(uri_path: Path) -> Path:
 
 def _relocate(plan: Plan, path: Path, target_folder: Path) -> Path:
     """Where ``path`` (a run's or model's artifact location) lives after the plan."""
-    destination = plan.destination
-    if path == destination or destination in path.parents:
+    if within(path, plan.destination):
         return path  # already served from there: re-point only
     folder = _folder_of(path)
     target = target_folder / folder.name
@@ -97,32 +103,28 @@ def make_plan(engine, destination: Path) -> Plan:
             path = local_path(location)
             if path is None:
                 continue
-            home = destination / str(experiment_id)
-            new_root = path if destination in (path, *path.parents) else home
+            new_root = path if within(path, destination) else destination / str(experiment_id)
             plan.add(
                 "experiments",
                 str(experiment_id),
                 "artifact_location",
                 proxy_uri(new_root, destination),
             )
-        runs = db.execute(sa.text("SELECT run_uuid, experiment_id, artifact_uri FROM runs")).all()
-        for run_id, experiment_id, uri in runs:
-            path = local_path(uri)
-            if path is None:
-                continue
-            new = _relocate(plan, path, destination / str(experiment_id))
-            plan.add("runs", run_id, "artifact_uri", proxy_uri(new, destination))
-            replaced[path] = proxy_uri(new, destination)
-        models = db.execute(
-            sa.text("SELECT model_id, experiment_id, artifact_location FROM logged_models")
-        ).all()
-        for model_id, experiment_id, uri in models:
-            path = local_path(uri)
-            if path is None:
-                continue
-            new = _relocate(plan, path, destination / str(experiment_id) / "models")
-            plan.add("logged_models", model_id, "artifact_location", proxy_uri(new, destination))
-            replaced[path] = proxy_uri(new, destination)
+        # runs go to DEST/<experiment>/<run id>, logged models to DEST/<experiment>/models/<id>
+        for table, column, subfolder in (
+            ("runs", "artifact_uri", ""),
+            ("logged_models", "artifact_location", "models"),
+        ):
+            rows = db.execute(
+                sa.text(f"SELECT {KEY_COLUMNS[table]}, experiment_id, {column} FROM {table}")
+            ).all()
+            for key, experiment_id, uri in rows:
+                path = local_path(uri)
+                if path is None:
+                    continue
+                new = _relocate(plan, path, destination / str(experiment_id) / subfolder)
+                plan.add(table, key, column, proxy_uri(new, destination))
+                replaced[path] = proxy_uri(new, destination)
         versions = db.execute(
             sa.text("SELECT name, version, source, storage_location FROM model_versions")
         ).all()
@@ -141,7 +143,7 @@ def _replace_prefix(value: str | None, replaced: dict[Path, str]) -> str | None:
     if path is None:
         return None
     for old in sorted(replaced, key=lambda p: len(p.parts), reverse=True):
-        if path == old or old in path.parents:
+        if within(path, old):
             relative = path.relative_to(old).as_posix()
             return replaced[old] + ("" if relative == "." else "/" + relative)
     return None
@@ -170,7 +172,7 @@ def check_plan(plan: Plan) -> None:
     """Refuse a move onto an existing folder (a half-done earlier run is fine: its source is
     gone and its target is there), two folders moved to one place, and a destination inside a
     folder it would move."""
-    targets: dict[Path, Path | None] = {}
+    targets: dict[Path, Path] = {}
     for move in plan.moves:
         if move.target in targets and targets[move.target] != move.source:
             raise ArtifactRootError(
@@ -178,9 +180,9 @@ def check_plan(plan: Plan) -> None:
                 "rename one of the folders (and its location in the store) first"
             )
         targets[move.target] = move.source
-        if move.source is None or not move.source.exists():
+        if not move.source.exists():
             continue
-        if move.source in plan.destination.parents or move.source == plan.destination:
+        if within(plan.destination, move.source):
             raise ArtifactRootError(
                 f"the destination {plan.destination} is inside {move.source}, which would move "
                 "into it: choose a destination outside the store's artifact folders"
@@ -199,17 +201,12 @@ def apply_plan(engine, plan: Plan) -> int:
     check_plan(plan)
     moved = 0
     for move in plan.moves:
-        if move.source is not None and move.source.exists():
+        if move.source.exists():
             move.target.parent.mkdir(parents=True, exist_ok=True)
             if move.target.exists():  # appeared since the check: never move into it
                 raise ArtifactRootError(f"{move.target} appeared while moving; run it again")
             shutil.move(str(move.source), str(move.target))
             moved += 1
-    keys = {
-        "experiments": "experiment_id = :key",
-        "runs": "run_uuid = :key",
-        "logged_models": "model_id = :key",
-    }
     with engine.begin() as db:
         for table, rows in plan.updates.items():
             for key, column, value in rows:
@@ -224,7 +221,10 @@ def apply_plan(engine, plan: Plan) -> int:
                     )
                 else:
                     db.execute(
-                        sa.text(f"UPDATE {table} SET {column} = :value WHERE {keys[table]}"),
+                        sa.text(
+                            f"UPDATE {table} SET {column} = :value "
+                            f"WHERE {KEY_COLUMNS[table]} = :key"
+                        ),
                         {"value": value, "key": int(key) if table == "experiments" else key},
                     )
     return moved

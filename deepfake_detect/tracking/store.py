@@ -48,6 +48,14 @@ def store_client(uri: str):  # -> MlflowClient
     return MlflowClient(tracking_uri=uri, registry_uri=uri)
 
 
+DATABASE_SCHEMES = ("sqlite", "postgresql")
+
+
+def is_database_uri(uri: str) -> bool:
+    """True for a database store (``sqlite:///``, ``postgresql[+driver]://``), not a server."""
+    return urlparse(uri).scheme.split("+")[0] in DATABASE_SCHEMES
+
+
 class StoreNotFoundError(LookupError):
     """A ``sqlite:///`` store that does not exist (commands that only read never create one)."""
 

@@ -22,7 +22,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from deepfake_detect.config.run_naming import PARENT_RUN_ENV
 from deepfake_detect.config.validation import ConfigError, check_training_config
-from deepfake_detect.tracking.store import redact
+from deepfake_detect.tracking.store import credentials_refused, error_line, redact
 from deepfake_detect.tracking.vocabulary import (
     ERROR_TAG,
     PARAM_VALUE_LIMIT,
@@ -173,8 +173,6 @@ class MlflowSweepCallback(Callback):
         try:
             self._open_parent(config)
         except Exception as error:  # Hydra would only warn and run the jobs without a parent
-            from deepfake_detect.tracking.store import credentials_refused, error_line
-
             if not credentials_refused(error):
                 log.exception("the sweep's parent run could not be opened")
             print(
