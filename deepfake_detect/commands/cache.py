@@ -9,28 +9,9 @@ from __future__ import annotations
 import argparse
 import sys
 import time
-from collections.abc import Callable
 from pathlib import Path
 
-from deepfake_detect.commands.options import add_cache_dir_option, format_age
-
-
-def number_type(
-    convert: Callable[[str], float], accept: Callable[[float], bool], expected: str
-) -> Callable[[str], float]:
-    """An argparse type: ``convert(text)`` when ``accept`` takes it, else a usage error
-    ``'TEXT': expected EXPECTED``."""
-
-    def parse(text: str) -> float:
-        try:
-            value = convert(text)
-        except ValueError:
-            value = None
-        if value is None or not accept(value):
-            raise argparse.ArgumentTypeError(f"{text!r}: expected {expected}")
-        return value
-
-    return parse
+from deepfake_detect.commands.options import add_cache_dir_option, format_age, number_type
 
 
 def image_size(text: str) -> int:

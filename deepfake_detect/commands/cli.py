@@ -28,6 +28,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "deepfake_detect.commands.evaluate",
         "evaluate a logged/registered model on a data split and log the result",
     ),
+    "matrix": (
+        "deepfake_detect.commands.matrix",
+        "print and write the cross-dataset (model x test data) AUC/EER table of evaluations",
+    ),
     "predict": (
         "deepfake_detect.commands.predict",
         "score images or folders with a logged/registered model",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable
 from pathlib import Path
 
 from deepfake_detect.config.paths import DEFAULT_CACHE_DIR
@@ -81,3 +82,21 @@ def format_age(seconds: float | None) -> str:
         if seconds >= size:
             return f"{seconds / size:.0f}{unit} ago"
     return f"{seconds:.0f}s ago"
+
+
+def number_type(
+    convert: Callable[[str], float], accept: Callable[[float], bool], expected: str
+) -> Callable[[str], float]:
+    """An argparse type: ``convert(text)`` when ``accept`` takes it, else a usage error
+    ``'TEXT': expected EXPECTED``."""
+
+    def parse(text: str) -> float:
+        try:
+            value = convert(text)
+        except ValueError:
+            value = None
+        if value is None or not accept(value):
+            raise argparse.ArgumentTypeError(f"{text!r}: expected {expected}")
+        return value
+
+    return parse

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from deepfake_detect.commands.options import add_run_selection
+from deepfake_detect.commands.options import add_run_selection, number_type
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -27,6 +27,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--force", action="store_true", help="replace the champion even when it is better"
     )
+    parser.add_argument(
+        "--max-robustness-drop",
+        type=number_type(float, lambda v: 0 <= v <= 1, "an AUC difference from 0 to 1"),
+        metavar="AUC",
+        help="refuse a candidate whose newest evaluation's AUC at JPEG quality 50 is more than "
+        "this below its clean AUC (needs `deepfake-detect evaluate` of it first)",
+    )
     parser.add_argument("--dry-run", action="store_true", help="only print what would change")
 
 
@@ -37,7 +44,12 @@ def run(args: argparse.Namespace) -> int:
 
     from deepfake_detect.leaderboard.reader import collect
     from deepfake_detect.leaderboard.records import StoreError
-    from deepfake_detect.registry.promotion import apply_plan, plan_promotion, previous_alias
+    from deepfake_detect.registry.promotion import (
+        apply_plan,
+        check_robustness,
+        plan_promotion,
+        previous_alias,
+    )
     from deepfake_detect.tracking.registered_models import RegistryError, validate_alias
     from deepfake_detect.tracking.store import error_line, resolve_tracking_uri, store_client
 
@@ -72,6 +84,12 @@ def run(args: argparse.Namespace) -> int:
                 "better; --force replaces it anyway"
             )
             return 0
+        if args.max_robustness_drop is not None:
+            robust = check_robustness(client, new, args.max_robustness_drop)
+            print(
+                f"robustness: {new.name} loses {robust.drop:.4f} AUC at JPEG quality 50 "
+                f"(<= {args.max_robustness_drop:g}, evaluation run {robust.evaluation_run_id[:8]})"
+            )
         if args.dry_run:
             print(
                 f"[dry run] would move {target}: {old_text} -> {new_text} ({new.data.describe()})"

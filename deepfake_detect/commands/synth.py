@@ -7,7 +7,7 @@ import sys
 import time
 from pathlib import Path
 
-from deepfake_detect.commands.options import positive_int
+from deepfake_detect.commands.options import number_type, positive_int
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -20,6 +20,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--val", type=positive_int, default=200, help="validation images per class")
     parser.add_argument("--test", type=positive_int, default=200, help="test images per class")
     parser.add_argument("--seed", type=int, default=0, help="random seed (deterministic output)")
+    parser.add_argument(
+        "--strength",
+        type=number_type(float, lambda v: 0 <= v < float("inf"), "a number >= 0"),
+        default=1.0,
+        help="scale of the fakes' artefacts (default 1; 2: stronger, for a second dataset)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -29,7 +35,7 @@ def run(args: argparse.Namespace) -> int:
     start = time.perf_counter()
     counts = {"Train": args.train, "Validation": args.val, "Test": args.test}
     try:
-        written = generate_dataset(args.out, args.size, counts, args.seed)
+        written = generate_dataset(args.out, args.size, counts, args.seed, args.strength)
     except OSError as error:
         print(f"error: cannot write {args.out}: {error.strerror or error}", file=sys.stderr)
         return 2

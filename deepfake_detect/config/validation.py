@@ -25,8 +25,16 @@ MIN_IMAGE_SIZE = 32
 MAX_IMAGE_SIZE = 2048  # 140k images at 2048 px would be a 1.8 TB cache
 RUN_ID = re.compile(r"[0-9a-f]{32}")
 
-# the epoch metrics a run can select its best epoch by (direction: max, except loss)
-MONITORS: tuple[str, ...] = ("val_auc", "val_acc", "val_precision", "val_recall", "val_loss")
+# the epoch metrics a run can select its best epoch by (direction: max, except loss and eer)
+MONITORS: tuple[str, ...] = (
+    "val_auc",
+    "val_acc",
+    "val_precision",
+    "val_recall",
+    "val_ap",
+    "val_loss",
+    "val_eer",
+)
 
 
 def _integer(key: str, value: object, minimum: int) -> int:

@@ -2,10 +2,45 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import tensorflow as tf
 
 from deepfake_detect.data.decode_cache import DecodedSplit
+from deepfake_detect.data.perturbations import Perturbation
+
+
+def _gaussian_blur(images: tf.Tensor, sigma: float) -> tf.Tensor:
+    """Separable Gaussian blur of float (B, H, W, 3) batches, edges reflected."""
+    radius = max(1, math.ceil(3 * sigma))
+    taps = np.exp(-0.5 * (np.arange(-radius, radius + 1) / sigma) ** 2)
+    taps = (taps / taps.sum()).astype(np.float32)
+    rows = tf.constant(np.tile(taps[:, None, None, None], (1, 1, 3, 1)))  # (k, 1, 3, 1)
+    cols = tf.transpose(rows, (1, 0, 2, 3))
+    padded = tf.pad(images, [[0, 0], [radius, radius], [radius, radius], [0, 0]], "REFLECT")
+    blurred = tf.nn.depthwise_conv2d(padded, rows, [1, 1, 1, 1], "VALID")
+    return tf.nn.depthwise_conv2d(blurred, cols, [1, 1, 1, 1], "VALID")
+
+
+def perturb(images: tf.Tensor, perturbation: Perturbation) -> tf.Tensor:
+    """A uint8 (B, H, W, 3) batch re-encoded, rescaled or blurred (uint8 again, rounded)."""
+    if perturbation.kind == "jpeg":
+        quality = int(perturbation.level)
+        return tf.map_fn(
+            lambda image: tf.io.decode_jpeg(tf.io.encode_jpeg(image, quality=quality), 3),
+            images,
+            fn_output_signature=tf.TensorSpec(images.shape[1:], tf.uint8),
+        )
+    values = tf.cast(images, tf.float32)
+    size = images.shape[1]
+    if perturbation.kind == "scale":
+        small = max(1, round(size * perturbation.level))
+        values = tf.image.resize(values, (small, small), "bilinear", antialias=True)
+        values = tf.image.resize(values, (size, size), "bilinear")
+    else:
+        values = _gaussian_blur(values, perturbation.level)
+    return tf.cast(tf.clip_by_value(tf.round(values), 0, 255), tf.uint8)
 
 
 def make_dataset(
@@ -15,6 +50,7 @@ def make_dataset(
     seed: int,
     parallel_calls: int | None = None,
     epochs: range | None = None,
+    perturbation: Perturbation | None = None,
 ) -> tf.data.Dataset:
     """Batches of ``(float32 images 0..255, float32 labels (B, 1))``.
 
@@ -24,7 +60,7 @@ def make_dataset(
     epochs back to back (``fit`` needs ``steps_per_epoch=steps_per_epoch(...)``), and the order
     of epoch ``e`` depends only on ``(seed, e)``: a run resumed at epoch 3 sees what an
     uninterrupted one would. Without ``epochs`` a shuffled dataset reshuffles (seeded) on every
-    pass.
+    pass. ``perturbation`` (evaluation) is applied to each uint8 batch before the cast.
     """
     images, rows = decoded.images, decoded.rows
     labels = decoded.labels.astype(np.float32).reshape(-1, 1)
@@ -40,6 +76,8 @@ def make_dataset(
         )
         batch_images.set_shape([None, size, size, 3])
         batch_labels.set_shape([None, 1])
+        if perturbation is not None:
+            batch_images = perturb(batch_images, perturbation)
         return tf.cast(batch_images, tf.float32), batch_labels
 
     count = len(labels)

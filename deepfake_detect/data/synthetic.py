@@ -123,20 +123,27 @@ def jpeg_bytes(image: np.ndarray, quality: int) -> bytes:
     return buffer.getvalue()
 
 
-def render_sample(seed: int, split: str, label: str, index: int, size: int) -> bytes:
-    """One JPEG, fully determined by (seed, split, class, index, size)."""
+def render_sample(
+    seed: int, split: str, label: str, index: int, size: int, strength: float = 1.0
+) -> bytes:
+    """One JPEG, fully determined by (seed, split, class, index, size, strength)."""
     rng = np.random.default_rng([seed, SPLIT_DIRS.index(split), CLASS_DIRS.index(label), index])
     style = STYLES[split]
     image = render_real(rng, size)
     if label == "Fake":
-        strength = style.strength_scale * rng.uniform(0.0, 1.0)
-        image = apply_swap_artefacts(rng, image, strength)
+        image = apply_swap_artefacts(
+            rng, image, strength * style.strength_scale * rng.uniform(0.0, 1.0)
+        )
     quality = int(rng.integers(style.quality[0], style.quality[1] + 1))
     return jpeg_bytes(image, quality)
 
 
-def generate_dataset(out: Path, size: int, counts: dict[str, int], seed: int = 0) -> dict[str, int]:
-    """Write ``out/{Train,Validation,Test}/{Real,Fake}/*.jpg``; ``counts`` is per class.
+def generate_dataset(
+    out: Path, size: int, counts: dict[str, int], seed: int = 0, strength: float = 1.0
+) -> dict[str, int]:
+    """Write ``out/{Train,Validation,Test}/{Real,Fake}/*.jpg``; ``counts`` is per class;
+    ``strength`` scales every fake's artefacts (2: a second, easier dataset whose fakes
+    differ from the default's, for cross-dataset tests).
 
     Returns the number of files written per split. Existing files are overwritten only
     where the same name is generated again (the dataset is deterministic).
@@ -149,7 +156,7 @@ def generate_dataset(out: Path, size: int, counts: dict[str, int], seed: int = 0
             folder = out / split / label
             folder.mkdir(parents=True, exist_ok=True)
             for index in range(per_class):
-                data = render_sample(seed, split, label, index, size)
+                data = render_sample(seed, split, label, index, size, strength)
                 (folder / f"{label.lower()}_{index:05d}.jpg").write_bytes(data)
         written[split] = 2 * per_class
     return written

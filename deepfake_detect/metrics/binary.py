@@ -41,6 +41,37 @@ def roc_auc(y_true: np.ndarray, prob: np.ndarray) -> float:
     return float(np.trapezoid(tpr, fpr))
 
 
+def equal_error_rate(y_true: np.ndarray, prob: np.ndarray) -> float:
+    """The EER: where the false-positive rate equals the false-negative rate (1 - TPR).
+
+    Exact on the ROC curve with straight segments between its points (the usual
+    ``brentq(lambda x: 1 - x - interp1d(fpr, tpr)(x), 0, 1)`` of the literature, without a
+    solver): ``fpr + tpr - 1`` never decreases along the curve, so it crosses 0 on one segment
+    and the crossing is found by linear interpolation. NaN with one class only.
+    """
+    fpr, tpr, _ = roc_curve(y_true, prob)
+    if fpr[-1] == 0 or tpr[-1] == 0:
+        return float("nan")
+    gap = fpr + tpr - 1.0  # -1 at (0, 0), +1 at (1, 1)
+    after = int(np.argmax(gap >= 0))  # the first point on or past the crossing
+    if gap[after] == 0 or after == 0:
+        return float(fpr[after])
+    before = after - 1
+    share = -gap[before] / (gap[after] - gap[before])
+    return float(fpr[before] + share * (fpr[after] - fpr[before]))
+
+
+def average_precision(y_true: np.ndarray, prob: np.ndarray) -> float:
+    """AP: precision at each distinct threshold weighted by the recall it adds,
+    ``sum_n (R_n - R_{n-1}) P_n`` (``sklearn.metrics.average_precision_score``; no
+    interpolation). NaN without positives."""
+    tps, _, _, positives = _cumulative_counts(y_true, prob)
+    if positives == 0:
+        return float("nan")
+    precision, recall = precision_recall_curve(y_true, prob)
+    return float(np.sum(np.diff(np.r_[0.0, recall]) * precision))
+
+
 def youden_threshold(y_true: np.ndarray, prob: np.ndarray) -> float:
     """The threshold maximising Youden's J = TPR - FPR, for the rule ``prob > threshold``.
 
@@ -64,7 +95,8 @@ def youden_threshold(y_true: np.ndarray, prob: np.ndarray) -> float:
 def binary_metrics(
     y_true: np.ndarray, prob: np.ndarray, threshold: float = DEFAULT_THRESHOLD
 ) -> dict[str, float]:
-    """loss, acc, precision, recall, auc, fn, fp, tn, tp; prediction is ``prob > threshold``.
+    """loss, acc, precision, recall, auc, fn, fp, tn, tp (the seed's nine), then eer and ap
+    (threshold-free, like auc); prediction is ``prob > threshold``.
 
     The same rule as Keras' threshold metrics (``y_pred > threshold``) and ``predict``.
     """
@@ -89,4 +121,6 @@ def binary_metrics(
         "fp": float(fp),
         "tn": float(tn),
         "tp": float(tp),
+        "eer": equal_error_rate(y, p),
+        "ap": average_precision(y, p),
     }

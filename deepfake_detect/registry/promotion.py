@@ -195,3 +195,69 @@ def apply_plan(client: MlflowClient, plan: Plan, model_name: str, alias: str) ->
         client.set_registered_model_alias(model_name, previous_alias(alias), plan.champion.version)
     client.set_registered_model_alias(model_name, alias, version.version)
     return version
+
+
+@dataclass(frozen=True)
+class Robustness:
+    """A run's clean AUC and its AUC under JPEG quality 50, from its newest evaluation."""
+
+    evaluation_run_id: str
+    split: str
+    clean_auc: float
+    jpeg50_auc: float
+
+    @property
+    def drop(self) -> float:
+        return self.clean_auc - self.jpeg50_auc
+
+
+def newest_robustness(client: MlflowClient, run_id: str) -> Robustness | None:
+    """The newest FINISHED evaluation of ``run_id``'s model that scored JPEG quality 50
+    (Test preferred over other splits); None when there is none."""
+    from deepfake_detect.leaderboard.api_reader import all_experiments, search_all
+    from deepfake_detect.tracking.vocabulary import (
+        EVALUATION,
+        EVALUATION_SPLIT_TAG,
+        RUN_TYPE_TAG,
+        SOURCE_RUN_TAG,
+    )
+
+    ids = [e.experiment_id for e in all_experiments(client)]
+    runs = search_all(
+        client, ids, f"tags.{RUN_TYPE_TAG} = '{EVALUATION}' AND tags.{SOURCE_RUN_TAG} = '{run_id}'"
+    )
+    found = []
+    for run in runs:
+        split = run.data.tags.get(EVALUATION_SPLIT_TAG, "")
+        prefix = {"Test": "test", "Validation": "val", "Train": "train"}.get(split, split.lower())
+        metrics = run.data.metrics
+        if run.info.status == "FINISHED" and f"{prefix}_jpeg50_auc" in metrics:
+            found.append((split == "Test", run.info.start_time, run, split, prefix))
+    if not found:
+        return None
+    _, _, run, split, prefix = max(found, key=lambda item: item[:2])
+    metrics = run.data.metrics
+    return Robustness(
+        run.info.run_id, split, metrics[f"{prefix}_auc"], metrics[f"{prefix}_jpeg50_auc"]
+    )
+
+
+def check_robustness(client: MlflowClient, candidate: Candidate, max_drop: float) -> Robustness:
+    """Refuse (RegistryError) a candidate whose AUC at JPEG quality 50 is more than
+    ``max_drop`` below its clean AUC, or that has no such evaluation yet."""
+    found = newest_robustness(client, candidate.run_id)
+    if found is None:
+        raise RegistryError(
+            f"--max-robustness-drop needs an evaluation of run {candidate.name} "
+            f"({candidate.run_id[:8]}) with JPEG quality 50; run `deepfake-detect evaluate "
+            f"runs:/{candidate.run_id}/model --data ROOT` first (its default robustness "
+            "includes jpeg:50); nothing was changed"
+        )
+    if not found.drop <= max_drop:  # NaN refuses too
+        raise RegistryError(
+            f"run {candidate.name} ({candidate.run_id[:8]}) loses {found.drop:.4f} AUC at JPEG "
+            f"quality 50 ({found.clean_auc:.4f} -> {found.jpeg50_auc:.4f} on {found.split}, "
+            f"evaluation run {found.evaluation_run_id[:8]}), more than --max-robustness-drop "
+            f"{max_drop:g}; nothing was changed"
+        )
+    return found

@@ -42,6 +42,21 @@ FINGERPRINT_TAG = "dataset_fingerprint"
 CLASS_NAMES_TAG = "class_names"  # "negative,positive"
 POSITIVE_CLASS_TAG = "positive_class"
 IMAGE_SIZE_PARAM = "data.image_size"
+# an evaluation run (deepfake-detect evaluate): DATASET_TAG and FINGERPRINT_TAG name the data
+# it scored (that one split), these what and whose model it scored
+SOURCE_RUN_TAG = "source_run_id"  # the training run of the evaluated model
+EVALUATION_SPLIT_TAG = "split"  # the split folder scored (Test, Validation, ...)
+TRAIN_DATASET_TAG = "train_dataset"  # the dataset tag of that training run
+TRAIN_FINGERPRINT_TAG = "train_dataset_fingerprint"
+ROBUSTNESS_TAG = "robustness"  # the perturbations scored, e.g. jpeg:90,70,50;blur:1,2
+
+
+def evaluation_version_tag(dataset: str, key: str) -> str:
+    """The model version tag holding an evaluation's ``key`` on ``dataset``:
+    ``evaluation.<dataset>.test_auc``."""
+    return f"evaluation.{dataset}.{key}"
+
+
 # how to read a logged model's score, in its MLmodel metadata
 THRESHOLD_KEY = "decision_threshold"
 CLASS_NAMES_KEY = "class_names"
@@ -66,19 +81,26 @@ SPLIT_METRICS: tuple[str, ...] = (
 )
 COUNT_METRICS: frozenset[str] = frozenset({"fn", "fp", "tn", "tp"})
 SPLITS: tuple[str, ...] = ("train", "val", "test")
+# the field's threshold-free metrics beside AUC (DeepfakeBench): equal error rate, average
+# precision; exact, from the same scores, for validation (every epoch), test and evaluations
+RANKING_METRICS: tuple[str, ...] = ("eer", "ap")
 
 
-def split_keys(split: str) -> list[str]:
+def split_keys(split: str, names: tuple[str, ...] = SPLIT_METRICS) -> list[str]:
     """MLflow metric keys of one split, e.g. ``val_auc``."""
-    return [f"{split}_{name}" for name in SPLIT_METRICS]
+    return [f"{split}_{name}" for name in names]
 
 
-EPOCH_KEYS: list[str] = split_keys("train") + split_keys("val")
-TEST_KEYS: list[str] = split_keys("test")
+SEED_EPOCH_KEYS: list[str] = split_keys("train") + split_keys("val")  # the seed's 18 columns
+SEED_TEST_KEYS: list[str] = split_keys("test")
+# every epoch: the seed's 18, then val_eer and val_ap (Keras computes neither for train)
+EPOCH_KEYS: list[str] = SEED_EPOCH_KEYS + split_keys("val", RANKING_METRICS)
+# at the best epoch: the seed's nine test metrics, then test_eer and test_ap
+TEST_KEYS: list[str] = SEED_TEST_KEYS + split_keys("test", RANKING_METRICS)
 LR_KEY = "lr"
 
 
 def higher_is_better(metric: str) -> bool:
-    """True for metrics to maximise (auc, acc, precision, recall, tp, tn)."""
-    base = metric.split("_", 1)[-1]
-    return base not in {"loss", "fn", "fp"}
+    """True for metrics to maximise (auc, acc, precision, recall, ap, tp, tn)."""
+    base = metric.rsplit("_", 1)[-1]
+    return base not in {"loss", "fn", "fp", "eer", "ece"}

@@ -21,6 +21,7 @@ from deepfake_detect.tracking.vocabulary import (
     LR_KEY,
     PRUNED_EPOCH_TAG,
     PRUNED_TAG,
+    RANKING_METRICS,
     SPLIT_METRICS,
     higher_is_better,
 )
@@ -30,9 +31,10 @@ log = logging.getLogger(__name__)
 
 
 def epoch_metrics(logs: dict[str, float]) -> dict[str, float]:
-    """Map Keras' ``loss``/``val_auc``... logs to ``train_loss``/``val_auc``... keys."""
+    """Map Keras' ``loss``/``val_auc``... logs to ``train_loss``/``val_auc``... keys (the
+    validation scorer adds ``val_eer`` and ``val_ap``; training has neither)."""
     metrics: dict[str, float] = {}
-    for name in SPLIT_METRICS:
+    for name in (*SPLIT_METRICS, *RANKING_METRICS):
         if name in logs:
             metrics[f"train_{name}"] = float(logs[name])
         if f"val_{name}" in logs:
