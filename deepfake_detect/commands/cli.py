@@ -9,10 +9,12 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import os
 import sys
 from collections.abc import Sequence
 
 from deepfake_detect.commands.options import add_tracking_options
+from deepfake_detect.config.native_logs import VERBOSE_VARIABLE
 
 COMMANDS: dict[str, tuple[str, str]] = {
     "synth": ("deepfake_detect.commands.synth", "write the synthetic Real/Fake dataset"),
@@ -54,6 +56,11 @@ COMMANDS: dict[str, tuple[str, str]] = {
 def build_parser() -> argparse.ArgumentParser:
     """The top-level parser; subcommand options come from each command module."""
     parser = argparse.ArgumentParser(prog="deepfake-detect", description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--verbose",
+        action="store_true",
+        help="keep TensorFlow's native start-up lines (absl, CUDA, oneDNN) on stderr",
+    )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name, (module_name, help_text) in COMMANDS.items():
         command = sub.add_parser(name, help=help_text, description=help_text)
@@ -85,6 +92,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Parse, check that the tracking store answers, dispatch; returns the exit status."""
     args = build_parser().parse_args(argv)
     show_progress_logs()
+    if args.verbose:  # read where TensorFlow loads (config/native_logs.py), subprocesses too
+        os.environ[VERBOSE_VARIABLE] = "1"
     if getattr(args, "connect_timeout", None) is not None:
         from deepfake_detect.tracking.health import StoreUnavailableError, check_store_reachable
         from deepfake_detect.tracking.store import resolve_tracking_uri

@@ -7,7 +7,12 @@ import argparse
 import sys
 from pathlib import Path
 
-from deepfake_detect.commands.options import MODEL_URI_HELP, add_cache_dir_option, positive_int
+from deepfake_detect.commands.options import (
+    MODEL_URI_HELP,
+    add_cache_dir_option,
+    number_type,
+    positive_int,
+)
 from deepfake_detect.data.perturbations import DEFAULT_SPEC, SPEC_HELP, parse_spec
 
 SHOWN = ("auc", "eer", "ap", "acc", "precision", "recall", "loss", "tp", "fp", "tn", "fn")
@@ -55,6 +60,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--no-gradcam", action="store_true", help="skip the Grad-CAM overlays of those images"
+    )
+    parser.add_argument(
+        "--system-metrics-seconds",
+        type=number_type(float, lambda v: 0 <= v < float("inf"), "seconds >= 0"),
+        default=10.0,
+        help="MLflow system metrics sampling interval (default 10; 0: off)",
     )
     parser.add_argument(
         "--output-experiment",
@@ -121,7 +132,13 @@ def run(args: argparse.Namespace) -> int:
         loaded = open_model(uri, args.model_uri)
         from deepfake_detect.inference.evaluate import Protocol, evaluate_model  # TensorFlow
 
-        protocol = Protocol(args.robustness, args.ece_bins, args.review, not args.no_gradcam)
+        protocol = Protocol(
+            args.robustness,
+            args.ece_bins,
+            args.review,
+            not args.no_gradcam,
+            args.system_metrics_seconds or None,
+        )
         for root, split in jobs:
             result = evaluate_model(
                 loaded,

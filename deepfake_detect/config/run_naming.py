@@ -17,6 +17,7 @@ _NAME_EXCLUDED_PREFIXES = (
     "data.root",
     "data.cache",
     "trainer.verbose",
+    "verbose",
     "trainer.callbacks",
     "trainer.resume",
     "trainer.checkpoint",

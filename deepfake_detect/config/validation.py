@@ -150,6 +150,9 @@ def check_training_config(cfg: DictConfig) -> None:
     _integer("sweep.pruning_warmup", warmup, 1)
     _positive_number("trainer.heartbeat_seconds", cfg.trainer.heartbeat_seconds)
     _positive_number("tracking.connect_timeout", cfg.tracking.connect_timeout)
+    sampling = OmegaConf.select(cfg, "tracking.system_metrics_seconds")
+    if sampling not in (None, 0):
+        _positive_number("tracking.system_metrics_seconds", sampling)
     resume = cfg.trainer.resume
     if resume is not None and (
         not isinstance(resume, str) or not (resume == "auto" or RUN_ID.fullmatch(resume))

@@ -65,6 +65,7 @@ class Protocol:
     ece_bins: int = ECE_BINS
     review: int = 8  # the k most confident false positives and false negatives
     gradcam: bool = True
+    system_metrics_seconds: float | None = 10.0  # MLflow system metrics sampling (None: off)
 
 
 @dataclass(frozen=True)
@@ -240,7 +241,13 @@ def evaluate_model(
         client, experiment_id, source.run_id or "", data_fingerprint, split
     )
     threshold = loaded.meaning.threshold
-    with tracked_run(client, experiment_id, f"evaluate-{source.uri}", tags) as run:
+    with tracked_run(
+        client,
+        experiment_id,
+        f"evaluate-{source.uri}",
+        tags,
+        system_metrics_seconds=protocol.system_metrics_seconds,
+    ) as run:
         run_id = run.info.run_id
         log_dataset_input(
             client,

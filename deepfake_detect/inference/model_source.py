@@ -15,6 +15,7 @@ from typing import Any
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
+from deepfake_detect.config.native_logs import import_tensorflow
 from deepfake_detect.metrics.binary import DEFAULT_THRESHOLD
 from deepfake_detect.tracking.registered_models import RegistryError, describe_model, require_model
 from deepfake_detect.tracking.store import require_existing_store, store_client
@@ -124,6 +125,7 @@ def open_model(tracking_uri: str, model_uri: str) -> LoadedModel:
     mlflow.set_registry_uri(tracking_uri)
     client = store_client(tracking_uri)
     source = resolve_source(client, model_uri)
+    import_tensorflow()
     try:
         info = mlflow.models.get_model_info(source.uri)
         import mlflow.keras

@@ -121,13 +121,16 @@ def tracked_run(
     existing: Run | None = None,
     heartbeat_seconds: float = 60.0,
     closing_tags: Callable[[str, str], dict[str, str]] | None = None,
+    system_metrics_seconds: float | None = 10.0,
 ) -> Iterator[Run]:
     """An active run (new, or ``existing`` reopened as RUNNING) that ends FINISHED, FAILED
     (error tagged) or KILLED (SIGTERM, SIGINT), never RUNNING while the store can be written.
 
     The run is the active fluent run, so ``mlflow.*`` calls (``mlflow.keras.log_model``) go
     to it; it sends a heartbeat while open. ``closing_tags(run_id, status)`` adds tags at the end
-    (e.g. ``resumable``).
+    (e.g. ``resumable``). MLflow's system metrics (CPU, memory, disk, network; GPU where
+    pynvml sees one) are sampled every ``system_metrics_seconds`` (None or 0: off) as
+    ``system/*`` metrics; a reopened run continues their steps.
     """
     while mlflow.active_run():  # a same-process earlier trial must not leak its run
         mlflow.end_run("KILLED")
@@ -145,7 +148,10 @@ def tracked_run(
         try:
             mlflow.set_tracking_uri(client.tracking_uri)
             mlflow.start_run(run_id=run_id)  # an existing run goes back to RUNNING
-            with Heartbeat(client, run_id, heartbeat_seconds):
+            with (
+                Heartbeat(client, run_id, heartbeat_seconds),
+                system_metrics(client, run_id, system_metrics_seconds, existing is not None),
+            ):
                 yield run
         except (KeyboardInterrupt, Terminated) as stop:
             status, reason = "KILLED", str(stop) or "interrupted (KeyboardInterrupt)"
@@ -161,6 +167,36 @@ def tracked_run(
             raise
         finally:
             close_run(client, run_id, status, reason, closing_tags)
+
+
+@contextmanager
+def system_metrics(
+    client: MlflowClient, run_id: str, seconds: float | None, resume: bool
+) -> Iterator[None]:
+    """MLflow's ``SystemMetricsMonitor`` on ``run_id`` while the block runs (flushed at its
+    end); it only saves information, so a monitor that cannot start is a warning."""
+    if not seconds:
+        yield
+        return
+    from mlflow.system_metrics.system_metrics_monitor import SystemMetricsMonitor
+
+    logging.getLogger("mlflow.system_metrics").setLevel(logging.WARNING)  # no start/stop lines
+    try:
+        monitor = SystemMetricsMonitor(
+            run_id,
+            sampling_interval=float(seconds),
+            resume_logging=resume,
+            tracking_uri=client.tracking_uri,
+        )
+        monitor.start()
+    except Exception as error:  # e.g. a broken GPU driver under pynvml
+        log.warning("system metrics are off for run %s: %s", run_id, error)
+        yield
+        return
+    try:
+        yield
+    finally:
+        monitor.finish()
 
 
 def close_run(

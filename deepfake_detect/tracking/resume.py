@@ -41,6 +41,7 @@ VOLATILE_KEYS: tuple[str, ...] = (
     "trainer.checkpoint.",
     "trainer.heartbeat_seconds",
     "trainer.verbose",
+    "verbose",
     "trainer.parallel_calls",
     "tracking.",
     "paths.",

@@ -98,6 +98,7 @@ EPOCH_KEYS: list[str] = SEED_EPOCH_KEYS + split_keys("val", RANKING_METRICS)
 # at the best epoch: the seed's nine test metrics, then test_eer and test_ap
 TEST_KEYS: list[str] = SEED_TEST_KEYS + split_keys("test", RANKING_METRICS)
 LR_KEY = "lr"
+IMAGES_PER_SECOND_KEY = "images_per_second"  # training throughput of each epoch (wall clock)
 
 
 def higher_is_better(metric: str) -> bool:

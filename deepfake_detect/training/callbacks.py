@@ -18,6 +18,7 @@ from deepfake_detect.config.validation import RunFailed
 from deepfake_detect.metrics.binary import binary_metrics
 from deepfake_detect.models.heads import predict_scores
 from deepfake_detect.tracking.vocabulary import (
+    IMAGES_PER_SECOND_KEY,
     LR_KEY,
     PRUNED_EPOCH_TAG,
     PRUNED_TAG,
@@ -130,23 +131,41 @@ class ValidationScorer(keras.callbacks.Callback):
 
 
 class MlflowEpochLogger(keras.callbacks.Callback):
-    """Log the 18 train/val metrics plus ``lr`` in one batched call per epoch (``step=epoch``).
+    """Log the train/val metrics, ``lr`` and ``images_per_second`` (training images over the
+    epoch's training steps, validation excluded) in one batched call per epoch (``step=epoch``).
 
     Epochs up to ``logged_through`` are already in the run (a resumed run that was stopped
     between logging an epoch and saving its checkpoint trains that epoch again): they are kept
     in ``history`` but not logged twice.
     """
 
-    def __init__(self, client: MlflowClient, run_id: str, logged_through: int = -1) -> None:
+    def __init__(
+        self,
+        client: MlflowClient,
+        run_id: str,
+        logged_through: int = -1,
+        train_images: int = 0,
+    ) -> None:
         super().__init__()
         self.client = client
         self.run_id = run_id
         self._logged_through = logged_through  # private: not restored from a checkpoint
+        self._train_images = train_images
+        self._epoch_start = self._last_step_end = 0.0
         self.history: dict[str, list[float]] = {}
+
+    def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
+        self._epoch_start = self._last_step_end = time.perf_counter()
+
+    def on_train_batch_end(self, batch: int, logs: dict | None = None) -> None:
+        self._last_step_end = time.perf_counter()
 
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
         metrics = epoch_metrics(logs or {})
         metrics[LR_KEY] = current_learning_rate(self.model)
+        seconds = self._last_step_end - self._epoch_start
+        if self._train_images and seconds > 0:
+            metrics[IMAGES_PER_SECOND_KEY] = self._train_images / seconds
         for key, value in metrics.items():
             self.history.setdefault(key, []).append(value)
         if epoch <= self._logged_through:

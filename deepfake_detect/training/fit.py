@@ -336,7 +336,7 @@ def fit_and_log(
     scorer = ValidationScorer(datasets["val"], data.val.labels)
     guard = NonFiniteLossGuard()
     keeper = best_epoch_keeper(cfg)
-    logger = MlflowEpochLogger(client, run_id, logged_through)
+    logger = MlflowEpochLogger(client, run_id, logged_through, len(data.train))
     pruner = sweep_pruner(cfg, client, run_id, sweep_parent)
     tracked = [
         precise_bn,

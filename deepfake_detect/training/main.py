@@ -17,6 +17,7 @@ import hydra
 from omegaconf import DictConfig, OmegaConf
 
 import deepfake_detect  # noqa: F401  (registers the config resolvers)
+from deepfake_detect.config.native_logs import import_tensorflow
 from deepfake_detect.config.paths import DEFAULT_TRACKING_URI
 from deepfake_detect.config.run_naming import JobContext, current_job, run_name
 from deepfake_detect.config.validation import ConfigError, RunFailed, check_training_config
@@ -223,6 +224,7 @@ def run_training(cfg: DictConfig, job: JobContext | None = None) -> float:
             listed = "; ".join(f"{k}: {v}" for k, v in changes.items())
             tags[RESUME_CHANGES_TAG] = listed[:TAG_VALUE_LIMIT]
 
+    import_tensorflow(verbose=bool(OmegaConf.select(cfg, "verbose", default=False)))
     from deepfake_detect.training.fit import Attempt, fit_and_log  # TensorFlow loads here
 
     checkpoint_dir = OmegaConf.select(cfg, "trainer.checkpoint.dir")
@@ -245,6 +247,7 @@ def run_training(cfg: DictConfig, job: JobContext | None = None) -> float:
         existing=existing,
         heartbeat_seconds=float(cfg.trainer.heartbeat_seconds),
         closing_tags=closing_tags,
+        system_metrics_seconds=OmegaConf.select(cfg, "tracking.system_metrics_seconds"),
     ) as run:
         run_id = run.info.run_id
         logged = existing.data.params if existing else {}
