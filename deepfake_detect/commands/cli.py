@@ -34,6 +34,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "deepfake_detect.commands.matrix",
         "print and write the cross-dataset (model x test data) AUC/EER table of evaluations",
     ),
+    "reproduce": (
+        "deepfake_detect.commands.reproduce",
+        "re-run a finished training run from its record and compare every metric",
+    ),
     "predict": (
         "deepfake_detect.commands.predict",
         "score images or folders with a logged/registered model",

@@ -149,6 +149,9 @@ def check_training_config(cfg: DictConfig) -> None:
     warmup = OmegaConf.select(cfg, "sweep.pruning_warmup", default=DEFAULT_PRUNING_WARMUP)
     _integer("sweep.pruning_warmup", warmup, 1)
     _positive_number("trainer.heartbeat_seconds", cfg.trainer.heartbeat_seconds)
+    deterministic = OmegaConf.select(cfg, "trainer.deterministic", default=True)
+    if not isinstance(deterministic, bool):
+        raise ConfigError(f"trainer.deterministic={deterministic!r}: expected true or false")
     _positive_number("tracking.connect_timeout", cfg.tracking.connect_timeout)
     sampling = OmegaConf.select(cfg, "tracking.system_metrics_seconds")
     if sampling not in (None, 0):

@@ -11,6 +11,7 @@ from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
 from deepfake_detect.tracking.store import git_commit
+from deepfake_detect.tracking.vocabulary import VERSION_TAG_PREFIX, VERSIONED_PACKAGES
 
 
 def source_tags(entry_point: str) -> dict[str, str]:
@@ -28,6 +29,33 @@ def source_tags(entry_point: str) -> dict[str, str]:
     if commit != "unknown":
         tags[mlflow_tags.MLFLOW_GIT_COMMIT] = commit
     return tags
+
+
+def environment_tags() -> dict[str, str]:
+    """The versions a number depends on (``version.tensorflow``, ``version.keras``, ...,
+    ``version.python``) and the CPU model: ``reproduce`` warns when they differ. Read from
+    the installed packages' metadata, so TensorFlow is not imported for them."""
+    import platform
+    from importlib import metadata
+
+    tags = {f"{VERSION_TAG_PREFIX}python": platform.python_version()}
+    for package in VERSIONED_PACKAGES:
+        try:
+            tags[f"{VERSION_TAG_PREFIX}{package}"] = metadata.version(package)
+        except metadata.PackageNotFoundError:
+            tags[f"{VERSION_TAG_PREFIX}{package}"] = "not installed"
+    tags[f"{VERSION_TAG_PREFIX}cpu"] = _cpu_model() or platform.machine()
+    return tags
+
+
+def _cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return ""
 
 
 def _user(getpass) -> str:

@@ -34,6 +34,14 @@ PID_TAG = "pid"  # its process id there
 SLURM_JOB_TAG = "slurm_job_id"  # the SLURM job of the latest attempt (`scontrol show job ID`)
 SLURM_RESTARTS_TAG = "slurm_restart_count"  # how often SLURM requeued that job
 
+# how repeatable a training run is, and with what it ran (reproduce compares these)
+DETERMINISTIC_TAG = "deterministic"  # "true" when the same command repeats every number
+DETERMINISTIC_REASON_TAG = "deterministic_reason"  # why not, when "false"
+VERSION_TAG_PREFIX = "version."  # version.tensorflow, version.keras, ... version.python
+VERSIONED_PACKAGES: tuple[str, ...] = ("tensorflow", "keras", "mlflow", "numpy")
+REPRODUCES_TAG = "reproduces"  # on a run made by `deepfake-detect reproduce ID`: that ID
+OVERRIDES_JSON_TAG = "hydra_overrides_json"  # the command-line overrides, exactly (a list)
+
 # what a training run was trained on (tags) and at which size (param)
 MODEL_TAG = "model"
 GIT_COMMIT_TAG = "git_commit"

@@ -12,7 +12,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 from hydra.utils import instantiate
-from mlflow.entities import Metric, Param
+from mlflow.entities import Metric, Param, RunTag
 from mlflow.tracking import MlflowClient
 from omegaconf import DictConfig, OmegaConf
 
@@ -32,6 +32,8 @@ from deepfake_detect.tracking.vocabulary import (
     BEST_EPOCH_METRIC,
     CHECKPOINT_EPOCH_TAG,
     CLASS_NAMES_KEY,
+    DETERMINISTIC_REASON_TAG,
+    DETERMINISTIC_TAG,
     IMAGE_SIZE_KEY,
     POSITIVE_CLASS_KEY,
     THRESHOLD_KEY,
@@ -53,6 +55,9 @@ from deepfake_detect.training.checkpoints import (
     restore_model,
 )
 from deepfake_detect.training.hardware import (
+    Determinism,
+    apply_determinism,
+    describe_determinism,
     detect_accelerators,
     global_batch_size,
     make_strategy,
@@ -102,6 +107,7 @@ class RuntimeChoices:
     jit_compile: bool
     replicas: int
     global_batch_size: int
+    deterministic: bool
 
 
 def fresh_keras_state(seed: int) -> None:
@@ -132,22 +138,37 @@ def build_callbacks(cfg: DictConfig) -> list[keras.callbacks.Callback]:
     ]
 
 
-def resolve_runtime(cfg: DictConfig) -> tuple[RuntimeChoices, tf.distribute.Strategy]:
-    """Apply precision policy and strategy; return the choices for logging."""
+def resolve_runtime(
+    cfg: DictConfig,
+) -> tuple[RuntimeChoices, tf.distribute.Strategy, Determinism]:
+    """Apply precision policy, op determinism and strategy; return the choices for logging."""
     accelerators = detect_accelerators()
     precision = select_precision(str(cfg.trainer.precision), accelerators)
     keras.mixed_precision.set_global_policy(precision)
+    jit_compile = select_jit_compile(cfg.trainer.jit_compile, accelerators)
+    requested = bool(OmegaConf.select(cfg, "trainer.deterministic", default=True))
+    apply_determinism(requested)
+    determinism = describe_determinism(requested, accelerators, jit_compile)
     strategy = make_strategy(str(cfg.trainer.strategy))
     replicas = int(strategy.num_replicas_in_sync)
     choices = RuntimeChoices(
         precision=precision,
-        jit_compile=select_jit_compile(cfg.trainer.jit_compile, accelerators),
+        jit_compile=jit_compile,
         replicas=replicas,
         global_batch_size=global_batch_size(
             int(cfg.trainer.batch_size), replicas, bool(cfg.trainer.scale_batch_with_replicas)
         ),
+        deterministic=determinism.deterministic,
     )
-    return choices, strategy
+    return choices, strategy, determinism
+
+
+def determinism_tags(determinism: Determinism) -> list[RunTag]:
+    """``deterministic=true|false`` and, when false, ``deterministic_reason``."""
+    tags = [RunTag(DETERMINISTIC_TAG, str(determinism.deterministic).lower())]
+    if determinism.reason:
+        tags.append(RunTag(DETERMINISTIC_REASON_TAG, determinism.reason))
+    return tags
 
 
 def log_runtime(client: MlflowClient, run_id: str, runtime: RuntimeChoices) -> None:
@@ -321,8 +342,9 @@ def fit_and_log(
     evaluate them, log everything to ``run_id`` (a sweep trial, child of ``sweep_parent``,
     may be pruned by ``sweep.pruning``)."""
     fresh_keras_state(int(cfg.seed))
-    runtime, strategy = resolve_runtime(cfg)
+    runtime, strategy, determinism = resolve_runtime(cfg)
     log_runtime(client, run_id, runtime)
+    client.log_batch(run_id, tags=determinism_tags(determinism))
     with strategy.scope():
         model = build_model(cfg, runtime.jit_compile)
     checkpoint, logged_through = resume_point(client, run_id, attempt, model)

@@ -68,6 +68,40 @@ def select_jit_compile(requested: bool | str, accelerators: Accelerators) -> boo
     return bool(accelerators.gpu_compute_capabilities)
 
 
+@dataclass(frozen=True)
+class Determinism:
+    """Whether this run's numbers repeat, and why not when they may not."""
+
+    deterministic: bool
+    reason: str  # "" when deterministic
+
+
+def describe_determinism(requested: bool, accelerators: Accelerators, jit: bool) -> Determinism:
+    """What ``trainer.deterministic`` gives on this machine. On the CPU, op determinism plus
+    the seeded data order and dropout repeat every number; on a GPU TensorFlow raises on an op
+    that has no deterministic kernel, so a finished run repeats there too, but XLA's
+    autotuning and other GPUs/cuDNN versions may still differ, which the tag says."""
+    if not requested:
+        return Determinism(False, "trainer.deterministic=false (TensorFlow may reorder sums)")
+    if accelerators.gpu_compute_capabilities and jit:
+        return Determinism(
+            False, "XLA on GPU autotunes kernels per run; set trainer.jit_compile=false"
+        )
+    return Determinism(True, "")
+
+
+def apply_determinism(enabled: bool) -> None:
+    """Turn TensorFlow's op determinism on or off for this process (a reused joblib worker
+    may train a config that asks for the other setting)."""
+    import tensorflow as tf
+    from tensorflow.python.framework import config as tf_config
+
+    if enabled:
+        tf.config.experimental.enable_op_determinism()
+    else:
+        tf_config.disable_op_determinism()
+
+
 def make_strategy(name: str):  # -> tf.distribute.Strategy
     """``default`` (one device), ``mirrored`` (all local GPUs), ``multi_worker`` (TF_CONFIG)."""
     import tensorflow as tf

@@ -6,6 +6,7 @@ open a tracked MLflow run and hand over to :mod:`deepfake_detect.training.fit`.
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import os
@@ -26,7 +27,7 @@ from deepfake_detect.tracking.health import (
     check_store_reachable,
     unwritable_store_cause,
 )
-from deepfake_detect.tracking.run_inputs import log_dataset_input, source_tags
+from deepfake_detect.tracking.run_inputs import environment_tags, log_dataset_input, source_tags
 from deepfake_detect.tracking.store import (
     credentials_refused,
     ensure_experiment,
@@ -47,6 +48,7 @@ from deepfake_detect.tracking.vocabulary import (
     FINGERPRINT_TAG,
     GIT_COMMIT_TAG,
     MODEL_TAG,
+    OVERRIDES_JSON_TAG,
     PARAM_VALUE_LIMIT,
     PARENT_TAG,
     POSITIVE_CLASS_TAG,
@@ -80,6 +82,9 @@ def job_tags(cfg: DictConfig, job: JobContext, digest: str) -> dict[str, str]:
         MODEL_TAG: str(cfg.model.name),
         GIT_COMMIT_TAG: git_commit(),
         "hydra_overrides": redact(" ".join(job.overrides)),
+        OVERRIDES_JSON_TAG: redact(json.dumps(list(job.overrides)))[:TAG_VALUE_LIMIT],
+        **environment_tags(),
+        **{str(k): str(v) for k, v in (OmegaConf.select(cfg, "tracking.tags") or {}).items()},
         DATASET_TAG: str(cfg.data.name),
         CONFIG_HASH_TAG: digest,
         POSITIVE_CLASS_TAG: str(cfg.data.positive_class),

@@ -1,0 +1,84 @@
+"""The same command gives the same numbers; ``reproduce RUN_ID`` re-runs a run and compares
+(real trainings in subprocesses, temp SQLite stores)."""
+
+from __future__ import annotations
+
+import shutil
+
+import pytest
+
+from deepfake_detect.tracking.store import store_client
+from deepfake_detect.tracking.vocabulary import VERSIONED_PACKAGES
+from deepfake_detect.training.reproduce import Difference, compare_runs
+from tests.conftest import detect, run_cli, tiny_overrides
+
+pytestmark = pytest.mark.training
+WALL_CLOCK = ("fit_seconds", "val_metric_seconds", "checkpoint_seconds", "data_load_seconds")
+WALL_CLOCK += ("pruning_seconds", "images_per_second")
+
+
+def train(data, uri: str, cwd, *extra: str):
+    result = run_cli(
+        ["-m", "deepfake_detect.train", *tiny_overrides(data, uri, cwd / "cache"), *extra],
+        cwd=cwd,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    client = store_client(uri)
+    experiment = client.get_experiment_by_name("deepfake_detect")
+    return client, client.search_runs([experiment.experiment_id], order_by=["start_time DESC"])
+
+
+def histories(client, run) -> dict[str, list[tuple[int, float]]]:
+    """Every logged metric's whole history, except wall-clock timings and system metrics."""
+    return {
+        key: sorted((m.step, m.value) for m in client.get_metric_history(run.info.run_id, key))
+        for key in run.data.metrics
+        if key not in WALL_CLOCK and not key.startswith("system/")
+    }
+
+
+def test_two_trainings_log_identical_metrics(tiny_data, tmp_path):
+    runs = []
+    for name in ("a", "b"):
+        client, (run,) = train(tiny_data, f"sqlite:///{tmp_path / name / 'm.db'}", tmp_path)
+        runs.append(histories(client, run))
+        assert run.data.tags["deterministic"] == "true"
+        assert {f"version.{p}" for p in VERSIONED_PACKAGES} <= set(run.data.tags)
+    assert len(runs[0]) > 30 and runs[0] == runs[1]
+
+
+def test_reproduce_reruns_and_compares_and_refuses_other_data(tiny_data, tmp_path):
+    data = shutil.copytree(tiny_data, tmp_path / "data")
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    client, (original,) = train(data, uri, tmp_path, "trainer.epochs=1")
+    run_id = original.info.run_id
+    versions = len(client.search_model_versions("name = 'deepfake-detector'"))
+    result = detect(["reproduce", run_id, "--tracking-uri", uri], tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert f"reproduces {run_id}: all 31 metrics within 0" in result.stdout
+    assert "val_eer" in result.stdout and "test_ap" in result.stdout
+    copies = client.search_runs(
+        [original.info.experiment_id], filter_string=f"tags.reproduces = '{run_id}'"
+    )
+    assert len(copies) == 1 and copies[0].info.status == "FINISHED"
+    assert len(client.search_model_versions("name = 'deepfake-detector'")) == versions
+    assert all(d.within(0) for d in compare_runs(client, original, copies[0]))
+
+    (data / "Test" / "Real" / "real_00000.jpg").unlink()  # the data changed since
+    changed = detect(["reproduce", run_id, "--tracking-uri", uri], tmp_path)
+    assert changed.returncode == 2
+    assert "fingerprint" in changed.stderr and original.data.tags["dataset_fingerprint"] in (
+        changed.stderr
+    )
+    unknown = detect(["reproduce", "0" * 32, "--tracking-uri", uri], tmp_path)
+    assert unknown.returncode == 2 and f"no run {'0' * 32}" in unknown.stderr
+
+
+def test_different_numbers_are_listed(tiny_data, tmp_path):
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    train(tiny_data, uri, tmp_path, "trainer.epochs=1")
+    client, (other, first) = train(tiny_data, uri, tmp_path, "trainer.epochs=1", "seed=7")
+    differences = compare_runs(client, first, other)
+    assert {d.key for d in differences if not d.within(0)} >= {"train_loss", "val_loss"}
+    assert Difference("x", 0.5, None).within(1.0) is False  # missing on one side never matches
+    assert Difference("x", float("nan"), float("nan")).within(0)
