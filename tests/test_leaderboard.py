@@ -175,7 +175,15 @@ def test_help_does_not_import_tensorflow():
     )
     result = run_cli(["-c", code])
     assert result.returncode == 0, result.stderr
-    for command in ("leaderboard", "promote", "predict", "evaluate"):
+    for command in (
+        "leaderboard",
+        "promote",
+        "predict",
+        "evaluate",
+        "matrix",
+        "reproduce",
+        "import-csv",
+    ):
         code = (
             "import sys\nfrom deepfake_detect.commands.cli import main\n"
             f"try:\n    main([{command!r}, '--help'])\nexcept SystemExit as exit:\n"

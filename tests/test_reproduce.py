@@ -9,6 +9,7 @@ import pytest
 
 from deepfake_detect.tracking.store import store_client
 from deepfake_detect.tracking.vocabulary import VERSIONED_PACKAGES
+from deepfake_detect.training.hardware import INTRA_OP_THREADS_ENV
 from deepfake_detect.training.reproduce import Difference, compare_runs
 from tests.conftest import detect, run_cli, tiny_overrides
 
@@ -17,10 +18,11 @@ WALL_CLOCK = ("fit_seconds", "val_metric_seconds", "checkpoint_seconds", "data_l
 WALL_CLOCK += ("pruning_seconds", "images_per_second")
 
 
-def train(data, uri: str, cwd, *extra: str):
+def train(data, uri: str, cwd, *extra: str, env: dict | None = None):
     result = run_cli(
         ["-m", "deepfake_detect.train", *tiny_overrides(data, uri, cwd / "cache"), *extra],
         cwd=cwd,
+        env=env,
     )
     assert result.returncode == 0, result.stderr[-3000:]
     client = store_client(uri)
@@ -82,3 +84,31 @@ def test_different_numbers_are_listed(tiny_data, tmp_path):
     assert {d.key for d in differences if not d.within(0)} >= {"train_loss", "val_loss"}
     assert Difference("x", 0.5, None).within(1.0) is False  # missing on one side never matches
     assert Difference("x", float("nan"), float("nan")).within(0)
+
+
+def test_reproduce_trains_on_the_original_thread_count(tiny_data, tmp_path):
+    """The sums of an op depend on how many intra-op threads split it (the one cause of
+    different numbers for the same seed found here: 1 vs 2 threads, i.e. another machine or
+    CPU affinity). A float32 run trained on 2 threads, reproduced from a shell where
+    TensorFlow would use 1, matches exactly because the reproduction pins 2."""
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    two, one = {INTRA_OP_THREADS_ENV: "2"}, {INTRA_OP_THREADS_ENV: "1"}
+    client, (original,) = train(
+        tiny_data, uri, tmp_path, "trainer.epochs=1", "trainer.precision=float32", env=two
+    )
+    run_id = original.info.run_id
+    assert original.data.params["runtime.intra_op_threads"] == "2"
+    result = detect(["reproduce", run_id, "--tracking-uri", uri], tmp_path, env=one)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert f"reproduces {run_id}: all 31 metrics within 0" in result.stdout
+    (copy,) = client.search_runs(
+        [original.info.experiment_id], filter_string=f"tags.reproduces = '{run_id}'"
+    )
+    assert copy.data.params["runtime.intra_op_threads"] == "2"
+
+    # the control: the same command on 1 thread does differ, so the pinning was exercised
+    _, (single, *_) = train(
+        tiny_data, uri, tmp_path, "trainer.epochs=1", "trainer.precision=float32", env=one
+    )
+    if histories(client, single) == histories(client, original):
+        pytest.skip("1 and 2 threads give the same sums at this size: pinning not exercised")

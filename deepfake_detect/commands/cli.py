@@ -54,6 +54,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "deepfake_detect.commands.artifacts",
         "hand a store's local artifacts to a tracking server's artifact proxy",
     ),
+    "import-csv": (
+        "deepfake_detect.commands.import_csv",
+        "log a hand-kept model_eval.csv (the seed's table) as FINISHED runs, never promoted",
+    ),
 }
 
 

@@ -31,6 +31,7 @@ def run(args: argparse.Namespace) -> int:
     from deepfake_detect.tracking.store import (
         StoreNotFoundError,
         error_line,
+        redact,
         require_existing_store,
         resolve_tracking_uri,
         store_client,
@@ -43,6 +44,8 @@ def run(args: argparse.Namespace) -> int:
         logged_overrides,
         reproduction_overrides,
         run_reproduction,
+        runtime_differences,
+        threads_note,
         training_run,
     )
 
@@ -55,8 +58,14 @@ def run(args: argparse.Namespace) -> int:
         check_same_data(overrides, original)
         for warning in environment_warnings(original):
             print(f"warning: {warning}; the numbers may differ", file=sys.stderr)
-        print(f"reproducing run {args.run_id}: deepfake-train {' '.join(overrides)}", flush=True)
+        note = threads_note(original)
+        if note:
+            print(note, file=sys.stderr)
+        command = redact(" ".join(overrides))
+        print(f"reproducing run {args.run_id}: deepfake-train {command}", flush=True)
         reproduced = run_reproduction(client, original, overrides)
+        for change in runtime_differences(original, reproduced):
+            print(f"warning: {change}; the numbers may differ", file=sys.stderr)
         differences = compare_runs(client, original, reproduced)
     except (
         ReproduceError,

@@ -2,27 +2,11 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import keras
 from keras import layers
 
 from deepfake_detect.models.heads import image_input, sigmoid_head
-
-
-def resolve_weights(weights: str | None) -> str | None:
-    """``None`` (random init), ``"imagenet"`` (needs the Keras cache or network) or a local file."""
-    if weights in (None, "", "null", "none"):
-        return None
-    if weights == "imagenet":
-        return "imagenet"
-    path = Path(str(weights)).expanduser()
-    if not path.is_file():
-        raise FileNotFoundError(
-            f"model.weights={weights!r} is neither null, 'imagenet' nor an existing weights file; "
-            "give a path to a .weights.h5/.h5 file for EfficientNetV2B0 (include_top=False)"
-        )
-    return str(path.resolve())
+from deepfake_detect.models.weights import resolve_weights
 
 
 def build_efficientnetv2_b0(
@@ -36,7 +20,7 @@ def build_efficientnetv2_b0(
     """EfficientNetV2B0 backbone (its own preprocessing expects 0..255 inputs) plus a head."""
     backbone = keras.applications.EfficientNetV2B0(
         include_top=False,
-        weights=resolve_weights(weights),
+        weights=resolve_weights(weights, "EfficientNetV2B0"),
         input_shape=(image_size, image_size, 3),
         include_preprocessing=True,
         pooling="avg",

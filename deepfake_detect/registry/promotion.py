@@ -30,6 +30,7 @@ from deepfake_detect.tracking.vocabulary import (
     DATASET_TAG,
     FINGERPRINT_TAG,
     IMAGE_SIZE_PARAM,
+    IMPORTED_TAG,
     higher_is_better,
 )
 
@@ -138,14 +139,19 @@ def plan_promotion(
         image_size = image_size if image_size is not None else int(champion_data.image_size or 0)
     rows = [row._asdict() for row in board.table.itertuples(index=False)]
     identities: dict[str, DataIdentity] = {}
+    imported: set[str] = set()  # rows of a hand-kept table (import-csv): no model, never picked
 
     def identity(run_id: str) -> DataIdentity:  # one get_run per run looked at, at most
         if run_id not in identities:
-            identities[run_id] = DataIdentity.of(client.get_run(run_id))
+            run = client.get_run(run_id)
+            identities[run_id] = DataIdentity.of(run)
+            if run.data.tags.get(IMPORTED_TAG) == "true":
+                imported.add(run_id)
         return identities[run_id]
 
     if champion_data is None and dataset is None:  # a first promotion must not mix datasets
-        everyone = [identity(str(row["run_id"])) for row in rows]
+        looked = {str(row["run_id"]): identity(str(row["run_id"])) for row in rows}
+        everyone = [data for run_id, data in looked.items() if run_id not in imported]
         fingerprints = {data.fingerprint for data in everyone}
         if len(fingerprints) > 1:
             names = sorted({f"{d.dataset} ({d.fingerprint})" for d in everyone})
@@ -156,6 +162,8 @@ def plan_promotion(
     candidate = None
     for row in rows:
         data = identity(str(row["run_id"]))
+        if str(row["run_id"]) in imported:
+            continue
         if (
             matches(data, dataset, image_size or None)
             and not math.isnan(float(row[board.metric]))
@@ -168,9 +176,15 @@ def plan_promotion(
     if candidate is None:
         wanted = f" on dataset {dataset}" if dataset else ""
         wanted += f" at {image_size}px" if image_size else ""
+        left_out = (
+            f" ({len(imported)} imported run(s), rows of a table logged by import-csv and "
+            "tagged imported=true, were left out: promote never picks them)"
+            if imported
+            else ""
+        )
         raise RegistryError(
-            f"no FINISHED run{wanted} has a {board.metric} value and a logged model; train one, "
-            "or pass "
+            f"no FINISHED run{wanted} has a {board.metric} value and a logged model{left_out}; "
+            "train one, or pass "
             "--dataset/--image-size to compare other runs"
         )
     version = version_for_run(client, model_name, candidate.run_id) if registered else None

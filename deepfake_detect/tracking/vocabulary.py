@@ -113,3 +113,15 @@ def higher_is_better(metric: str) -> bool:
     """True for metrics to maximise (auc, acc, precision, recall, ap, tp, tn)."""
     base = metric.rsplit("_", 1)[-1]
     return base not in {"loss", "fn", "fp", "eer", "ece"}
+
+
+# --- imported runs (`deepfake-detect import-csv`, leaderboard/import_table.py) ---------------
+# rows of a hand-kept model_eval.csv logged as FINISHED training runs (metrics at step 0, no
+# model): promote never picks them
+IMPORTED_TAG = "imported"  # "true" on a run made from a table row, not by training
+IMPORTED_SHA256_TAG = "imported_sha256"  # the sha256 of the file's bytes (re-import: no-op)
+IMPORTED_FILE_TAG = "imported_file"  # the file's absolute path at import
+IMPORTED_ROW_TAG = "imported_row"  # the row's position among the data rows (0 = first)
+COLUMNS_FIXED_TAG = "columns_fixed"  # which file columns the logged values came from
+INCONSISTENT_TAG = "inconsistent"  # "true": rates contradict counts, no permutation fixes them
+INCONSISTENT_SPLITS_TAG = "inconsistent_splits"  # which splits, e.g. "train,val"

@@ -60,6 +60,7 @@ from deepfake_detect.training.hardware import (
     describe_determinism,
     detect_accelerators,
     global_batch_size,
+    intra_op_threads,
     make_strategy,
     select_jit_compile,
     select_precision,
@@ -108,6 +109,7 @@ class RuntimeChoices:
     replicas: int
     global_batch_size: int
     deterministic: bool
+    intra_op_threads: int  # the pool an op's sums are split over: it changes the numbers
 
 
 def fresh_keras_state(seed: int) -> None:
@@ -159,6 +161,7 @@ def resolve_runtime(
             int(cfg.trainer.batch_size), replicas, bool(cfg.trainer.scale_batch_with_replicas)
         ),
         deterministic=determinism.deterministic,
+        intra_op_threads=intra_op_threads(),
     )
     return choices, strategy, determinism
 

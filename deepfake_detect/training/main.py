@@ -82,7 +82,7 @@ def job_tags(cfg: DictConfig, job: JobContext, digest: str) -> dict[str, str]:
         MODEL_TAG: str(cfg.model.name),
         GIT_COMMIT_TAG: git_commit(),
         "hydra_overrides": redact(" ".join(job.overrides)),
-        OVERRIDES_JSON_TAG: redact(json.dumps(list(job.overrides)))[:TAG_VALUE_LIMIT],
+        OVERRIDES_JSON_TAG: json.dumps([redact(o) for o in job.overrides])[:TAG_VALUE_LIMIT],
         **environment_tags(),
         **{str(k): str(v) for k, v in (OmegaConf.select(cfg, "tracking.tags") or {}).items()},
         DATASET_TAG: str(cfg.data.name),

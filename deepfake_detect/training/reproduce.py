@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import shlex
 import subprocess
 import sys
@@ -37,10 +38,13 @@ from deepfake_detect.tracking.vocabulary import (
     TRAINING,
     VERSION_TAG_PREFIX,
 )
+from deepfake_detect.training.hardware import INTRA_OP_THREADS_ENV
 
 # overrides the reproduction sets itself: where it logs, that it is a new unregistered run
 REPLACED_KEYS = ("tracking.uri", "trainer.resume", "registry.register", "tracking.tags")
 COMPARED_KEYS: tuple[str, ...] = (*EPOCH_KEYS, *TEST_KEYS)
+RUNTIME_PREFIX = "runtime."  # the trainer's hardware choices, logged as params
+THREADS_PARAM = "runtime.intra_op_threads"  # TensorFlow's intra-op pool: it changes the sums
 
 
 class ReproduceError(ValueError):
@@ -93,7 +97,7 @@ def logged_overrides(run: Run) -> list[str]:
         overrides = shlex.split(tags["hydra_overrides"])
     else:
         raise ReproduceError(f"run {run.info.run_id} logged no overrides; it cannot be replayed")
-    hidden = [o for o in overrides if "***" in o]
+    hidden = [o for o in overrides if "***" in o and not override_key(o).startswith(REPLACED_KEYS)]
     if hidden:
         raise ReproduceError(
             f"run {run.info.run_id}'s override {hidden[0]!r} held a secret that was redacted; "
@@ -152,7 +156,48 @@ def environment_warnings(run: Run) -> list[str]:
             warnings.append(f"{key.removeprefix(VERSION_TAG_PREFIX)} {then} then, {value} now")
         elif then is None:
             warnings.append(f"{key.removeprefix(VERSION_TAG_PREFIX)} not recorded then")
+    if THREADS_PARAM not in run.data.params:
+        warnings.append(
+            "its intra-op thread count was not recorded (it changes the sums): this run uses "
+            "the CPUs of this machine"
+        )
     return warnings
+
+
+def pinned_threads(run: Run) -> int | None:
+    """The intra-op thread count the run trained with (None: not recorded)."""
+    value = run.data.params.get(THREADS_PARAM, "")
+    return int(value) if value.isdigit() and int(value) > 0 else None
+
+
+def threads_note(run: Run) -> str | None:
+    """Says that the reproduction uses the original's thread count, and that it is slower
+    where this machine has fewer CPUs (None when nothing to say)."""
+    threads = pinned_threads(run)
+    if threads is None:
+        return None
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except AttributeError:
+        cpus = os.cpu_count() or 1
+    if threads <= cpus:
+        return None
+    return (
+        f"run {run.info.run_id} trained with {threads} intra-op threads, this machine has "
+        f"{cpus} CPUs: the reproduction uses {threads} threads too (same sums, slower)"
+    )
+
+
+def runtime_differences(original: Run, reproduced: Run) -> list[str]:
+    """``runtime.*`` params the two runs resolved differently (precision, XLA, threads...):
+    where one differs, the numbers may too."""
+    before, after = original.data.params, reproduced.data.params
+    keys = sorted(k for k in {*before, *after} if k.startswith(RUNTIME_PREFIX))
+    return [
+        f"{key} {before.get(key, '(not recorded)')} then, {after.get(key, '(none)')} now"
+        for key in keys
+        if before.get(key) != after.get(key)
+    ]
 
 
 def best_epoch_values(client: MlflowClient, run: Run) -> dict[str, float]:
@@ -177,10 +222,14 @@ def compare_runs(client: MlflowClient, original: Run, reproduced: Run) -> list[D
 
 
 def run_reproduction(client: MlflowClient, run: Run, overrides: list[str]) -> Run:
-    """Train with ``overrides`` in a subprocess (its output is the user's) and return the
-    new run."""
+    """Train with ``overrides`` in a subprocess (its output is the user's), on as many
+    intra-op threads as the original, and return the new run."""
     command = [sys.executable, "-m", "deepfake_detect.train", *overrides]
-    finished = subprocess.run(command, check=False)
+    env = dict(os.environ)
+    threads = pinned_threads(run)
+    if threads is not None:
+        env[INTRA_OP_THREADS_ENV] = str(threads)
+    finished = subprocess.run(command, check=False, env=env)
     if finished.returncode != 0:
         raise ReproduceError(
             f"the reproduction's training exited with {finished.returncode} (its output is "
