@@ -8,24 +8,37 @@ import pytest
 from hydra.utils import instantiate
 
 from deepfake_detect.config.paths import PROJECT_ROOT
+from deepfake_detect.models import xception
 from tests.conftest import CONF_DIR, run_cli
 
 MODELS = sorted(p.stem for p in (CONF_DIR / "model").glob("*.yaml"))
 OPTIMIZERS = sorted(p.stem for p in (CONF_DIR / "optimizer").glob("*.yaml"))
 EXPERIMENTS = sorted(p.stem for p in (CONF_DIR / "experiment").glob("*.yaml"))
+# The smallest image each model accepts where its topology needs more than the 32 px default.
+MIN_IMAGE_SIZE = {"xception": xception.MIN_IMAGE_SIZE}
 
 
 def test_groups_are_discovered():
     assert {"cnn_baseline", "cnn_reid", "model_1", "efficientnetv2_b0"} <= set(MODELS)
+    assert {"meso4", "mesoinception4", "xception"} <= set(MODELS)
     assert {"adam", "sgd", "adamw"} <= set(OPTIMIZERS)
-    assert set(EXPERIMENTS) == {"cnn_baseline", "cnn_reid", "model_1", "efficientnetv2_b0_retrain"}
+    assert set(EXPERIMENTS) == {
+        "cnn_baseline",
+        "cnn_reid",
+        "model_1",
+        "efficientnetv2_b0_retrain",
+        "meso4",
+        "mesoinception4",
+        "xception",
+    }
 
 
 @pytest.mark.parametrize("model", MODELS)
 def test_every_model_builds_with_float32_sigmoid_output(compose_cfg, model):
-    cfg = compose_cfg([f"model={model}", "model.dropout=0.25", "data.image_size=32"])
+    size = MIN_IMAGE_SIZE.get(model, 32)
+    cfg = compose_cfg([f"model={model}", "model.dropout=0.25", f"data.image_size={size}"])
     assert cfg.model.dropout == 0.25
-    net = instantiate(cfg.model, image_size=32)
+    net = instantiate(cfg.model, image_size=size)
     assert net.output_shape == (None, 1)
     assert net.layers[-1].dtype_policy.compute_dtype == "float32"
     dropouts = [layer.rate for layer in net.layers if layer.__class__.__name__ == "Dropout"]

@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import keras
-from keras import layers
 
-from deepfake_detect.models.heads import image_input, sigmoid_head
+from deepfake_detect.models.heads import apply_backbone, dense_head, image_input
 from deepfake_detect.models.weights import resolve_weights
 
 
@@ -25,10 +24,6 @@ def build_efficientnetv2_b0(
         include_preprocessing=True,
         pooling="avg",
     )
-    backbone.trainable = not freeze_backbone
     inputs = image_input(image_size)
-    x = backbone(inputs, training=False if freeze_backbone else None)
-    x = layers.Dropout(dropout)(x)
-    x = layers.Dense(dense_units, activation="relu")(x)
-    x = layers.Dropout(dropout)(x)
-    return keras.Model(inputs, sigmoid_head(x), name=name)
+    x = apply_backbone(backbone, inputs, freeze_backbone)
+    return keras.Model(inputs, dense_head(x, dropout, dense_units), name=name)

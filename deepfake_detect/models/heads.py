@@ -43,3 +43,29 @@ def predict_scores(
 def sigmoid_head(x: keras.KerasTensor) -> keras.KerasTensor:
     """Probability of the positive class, float32 even under mixed precision."""
     return layers.Dense(1, activation="sigmoid", dtype="float32", name=OUTPUT_NAME)(x)
+
+
+def require_image_size(image_size: int, minimum: int, model: str) -> None:
+    """Reject an ``image_size`` below what ``model``'s topology needs, naming the config key."""
+    if int(image_size) < minimum:
+        raise ValueError(
+            f"data.image_size={image_size!r} is too small for model {model!r}: "
+            f"it needs at least {minimum} px"
+        )
+
+
+def dense_head(x: keras.KerasTensor, dropout: float, dense_units: int) -> keras.KerasTensor:
+    """The backbone presets' head: Dropout, Dense ReLU, Dropout, float32 sigmoid."""
+    x = layers.Dropout(dropout)(x)
+    x = layers.Dense(dense_units, activation="relu")(x)
+    x = layers.Dropout(dropout)(x)
+    return sigmoid_head(x)
+
+
+def apply_backbone(
+    backbone: keras.Model, inputs: keras.KerasTensor, freeze: bool
+) -> keras.KerasTensor:
+    """``backbone`` applied to ``inputs``; frozen means not trainable and BatchNorm in
+    inference mode (the usual fine-tuning recipe)."""
+    backbone.trainable = not freeze
+    return backbone(inputs, training=False if freeze else None)

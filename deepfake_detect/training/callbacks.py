@@ -66,6 +66,10 @@ class PreciseBatchNorm(keras.callbacks.Callback):
     end of each epoch, with dropout off, and sets every BatchNorm layer's moving mean and
     variance to their average over those batches. Weights are untouched. Put it before the
     validation scorer.
+
+    The pass is one compiled ``tf.function`` (traced once per model): with momentum 0 each
+    training-mode call leaves a layer's moving statistics equal to that batch's, which the graph
+    adds into per-layer sums; the averages are assigned after the loop.
     """
 
     def __init__(self, dataset: tf.data.Dataset, batches: int) -> None:
@@ -73,6 +77,7 @@ class PreciseBatchNorm(keras.callbacks.Callback):
         self.dataset = dataset
         self.batches = batches
         self.seconds = 0.0  # time spent re-estimating (for the benchmark)
+        self._compiled: tuple[object, object, list] | None = None  # (model, function, sums)
 
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
         start = time.perf_counter()
@@ -90,16 +95,50 @@ class PreciseBatchNorm(keras.callbacks.Callback):
         momenta, rates = [layer.momentum for layer in norms], [layer.rate for layer in drops]
         for layer in drops:
             layer.rate = 0.0
+        for layer in norms:  # moving statistics = the last batch's, summed by the graph
+            layer.momentum = 0.0
         try:
-            for count, (images, _) in enumerate(self.dataset.take(self.batches), start=1):
-                for layer in norms:  # moving = running mean of the batch statistics
-                    layer.momentum = (count - 1) / count
-                self.model(images, training=True)
+            function, sums = self._batch_statistics_sums(norms)
+            count = int(function())
+            if count:
+                for layer, (mean_sum, variance_sum) in zip(norms, sums, strict=True):
+                    layer.moving_mean.assign(mean_sum / count)
+                    layer.moving_variance.assign(variance_sum / count)
         finally:
             for layer, momentum in zip(norms, momenta, strict=True):
                 layer.momentum = momentum
             for layer, rate in zip(drops, rates, strict=True):
                 layer.rate = rate
+
+    def _batch_statistics_sums(self, norms: list) -> tuple:
+        """The compiled pass over ``batches`` batches and the sums it fills (zeroed each call)."""
+        if self._compiled is not None and self._compiled[0] is self.model:
+            return self._compiled[1], self._compiled[2]
+        model, dataset, batches = self.model, self.dataset, self.batches
+        sums = [
+            (
+                tf.Variable(tf.zeros(layer.moving_mean.shape), trainable=False),
+                tf.Variable(tf.zeros(layer.moving_variance.shape), trainable=False),
+            )
+            for layer in norms
+        ]
+
+        @tf.function
+        def accumulate() -> tf.Tensor:
+            for mean_sum, variance_sum in sums:
+                mean_sum.assign(tf.zeros_like(mean_sum))
+                variance_sum.assign(tf.zeros_like(variance_sum))
+            count = tf.constant(0)
+            for images, _ in dataset.take(batches):
+                model(images, training=True)
+                for layer, (mean_sum, variance_sum) in zip(norms, sums, strict=True):
+                    mean_sum.assign_add(tf.cast(layer.moving_mean.value, tf.float32))
+                    variance_sum.assign_add(tf.cast(layer.moving_variance.value, tf.float32))
+                count += 1
+            return count
+
+        self._compiled = (self.model, accumulate, sums)
+        return accumulate, sums
 
 
 class ValidationScorer(keras.callbacks.Callback):
