@@ -104,7 +104,10 @@ server: install ## team tracking server (BACKEND_URI= ARTIFACTS= HOST= PORT=)
 bench: install ## speed benchmark -> results/bench.json (QUICK=1 for the shorter version)
 	TF_CPP_MIN_LOG_LEVEL=2 $(PY) -m bench.run $(if $(QUICK),--quick)
 
+docs: install ## build the documentation site offline into site/ (mkdocs, strict: broken links fail)
+	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict --quiet --site-dir site
+
 clean-results: ## remove results/ (the tracking store in mlruns/ is never touched)
 	rm -rf results
 
-.PHONY: help install data demo chromium cluster-packages cluster-up cluster-down test test-fast lint leaderboard sweep promote ui server bench clean-results
+.PHONY: help install data demo chromium cluster-packages cluster-up cluster-down test test-fast lint leaderboard sweep promote ui server bench docs clean-results
