@@ -68,11 +68,12 @@ class Throughput:
     epoch_images_per_s: float
 
 
-def compiled_baseline(spec: FitSpec, policy: str) -> keras.Model:
-    """A fresh, seeded cnn_baseline under ``policy`` (Adam 0.005, BCE, tracked metrics)."""
+def compiled_baseline(spec: FitSpec, policy: str, builder=build_cnn_baseline) -> keras.Model:
+    """A fresh, seeded cnn_baseline (or ``builder``'s model) under ``policy`` (Adam 0.005, BCE,
+    tracked metrics)."""
     keras.mixed_precision.set_global_policy(policy)
     keras.utils.set_random_seed(SEED)
-    model = build_cnn_baseline(spec.image_size, dropout=0.3)
+    model = builder(spec.image_size, dropout=0.3)
     model.compile(
         optimizer=keras.optimizers.Adam(0.005),
         loss="binary_crossentropy",
@@ -126,11 +127,13 @@ def our_dataset(spec: FitSpec):
     return make_dataset(decoded, spec.batch_size, shuffle=True, seed=SEED), len(files)
 
 
-def ours(spec: FitSpec, policy: str, callbacks: list | None = None) -> Throughput:
+def ours(
+    spec: FitSpec, policy: str, callbacks: list | None = None, builder=build_cnn_baseline
+) -> Throughput:
     """Our trainer's default path (pipeline + auto precision), optionally with callbacks."""
     dataset, n_images = our_dataset(spec)
     return steady_throughput(
-        compiled_baseline(spec, policy),
+        compiled_baseline(spec, policy, builder),
         dataset,
         n_images,
         spec.batch_size,

@@ -162,7 +162,29 @@ def training_cases(profile: dict, work: Path) -> tuple[dict, dict]:
     }
     table["ours"]["precision"] = policy
     table["seed_loop"]["precision"] = "float32"
+    table["roofline"] = roofline_figures(spec, policy, table)
     return table, {"ratios": ratios, "machine": machine_facts(policy)}
+
+
+def roofline_figures(spec, policy: str, table: dict) -> dict:
+    """Each measured case as a fraction of the CPU's float32 peak (bench/roofline.py says how),
+    plus meso4 trained through our path once (its throughput measured like ``ours``)."""
+    from bench import cases, roofline
+    from deepfake_detect.models.cnn import build_cnn_baseline
+    from deepfake_detect.models.mesonet import build_meso4
+    from deepfake_detect.training.hardware import read_cpu_flags
+
+    peak = roofline.cpu_peak(read_cpu_flags())
+    baseline = build_cnn_baseline(spec.image_size, dropout=0.3)
+    figures = {
+        f"cnn_baseline/{name}": roofline.roofline(baseline, table[name]["images_per_s"], peak)
+        for name in ("seed_loop", "ours", "ceiling")
+    }
+    meso = cases.ours(spec, policy, builder=build_meso4)
+    figures["meso4/ours"] = roofline.roofline(
+        build_meso4(spec.image_size, dropout=0.5), meso.images_per_s, peak
+    )
+    return {"peak": peak, "cases": figures}
 
 
 NOISY_SPREAD = 0.10  # a ratio whose per-pair values spread more than this is not a figure
@@ -197,10 +219,24 @@ def ratio_line(label: str, ratio: dict, target: str) -> str:
     return text
 
 
+def print_roofline(roofline: dict) -> None:
+    peak = roofline["peak"]
+    print(
+        f"\nroofline: {peak['cores']} cores x {peak['ghz']} GHz x {peak['fp32_lanes']} float32 "
+        f"lanes x 2 (FMA) x 2 units = {peak['peak_gflops']:.0f} GFLOP/s"
+    )
+    for name, case in roofline["cases"].items():
+        print(
+            f"  {name:<22}{case['training_gflop_per_image']:.3f} GFLOP/img  bound "
+            f"{case['roofline_images_per_s']:.0f} img/s  measured {case['images_per_s']:.1f} "
+            f"img/s  = {case['roofline_fraction']:.1%} of the roofline"
+        )
+
+
 def print_table(result: dict) -> None:
     print(f"\n{'case':<22}{'figure':>16}  detail")
     for name, case in result["cases"].items():
-        if name in ("leaderboard_export", "cache_build"):
+        if name in ("leaderboard_export", "cache_build", "roofline"):
             continue
         if "images_per_s" in case:
             print(f"{name:<22}{case['images_per_s']:>12.1f} img/s  {case.get('precision', '')}")
@@ -300,6 +336,7 @@ def main(argv: list[str] | None = None) -> int:
         "date": time.strftime("%Y-%m-%dT%H:%M:%S"),
     }
     print_table(result)
+    print_roofline(result["cases"]["roofline"])
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2) + "\n")
     print(f"\nwrote {args.out} ({result['elapsed_s']:.0f} s, profile {name})")

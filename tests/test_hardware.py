@@ -131,6 +131,20 @@ def test_bench_runs_end_to_end_in_tiny_mode(tmp_path):
     assert 0 < report["ratios"]["exact_val_metrics_overhead"] < 1
     for case in ("seed_loop", "ours", "ceiling"):
         assert report["cases"][case]["images_per_s"] > 0
+    roofline = report["cases"]["roofline"]
+    assert set(roofline["cases"]) == {
+        "cnn_baseline/seed_loop",
+        "cnn_baseline/ours",
+        "cnn_baseline/ceiling",
+        "meso4/ours",
+    }
+    for figure in roofline["cases"].values():
+        assert (
+            0
+            < figure["roofline_fraction"]
+            == pytest.approx(figure["images_per_s"] / figure["roofline_images_per_s"])
+        )
+    assert "of the roofline" in result.stdout
     stores = report["cases"]["leaderboard_export"]["stores"]
     assert [(s["runs"], s["epochs"]) for s in stores] == [(20, 10), (20, 20)]
     assert all(s["export_s"] > 0 and s["peak_rss_mb"] > 0 for s in stores)
