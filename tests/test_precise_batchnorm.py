@@ -12,6 +12,15 @@ from deepfake_detect.training.callbacks import PreciseBatchNorm, all_layers
 pytestmark = pytest.mark.training
 
 
+@pytest.fixture(autouse=True)
+def float32_policy():
+    """Other tests in this worker may have left a mixed-precision global policy."""
+    previous = keras.mixed_precision.global_policy()
+    keras.mixed_precision.set_global_policy("float32")
+    yield
+    keras.mixed_precision.set_global_policy(previous)
+
+
 def tiny_model() -> keras.Model:
     keras.utils.set_random_seed(0)
     inner = keras.Sequential(
