@@ -14,11 +14,12 @@ float32 vector peak: AMX tiles (bfloat16) can go beyond it, so a bf16 run's frac
 
 from __future__ import annotations
 
-import os
 import re
 from pathlib import Path
 
 import keras
+
+from deepfake_detect.training.hardware import usable_cpus
 
 FMA_UNITS_PER_CORE = 2
 COUNTED = (
@@ -79,7 +80,7 @@ def cpu_clock_ghz(cpuinfo: Path = Path("/proc/cpuinfo")) -> float:
 
 def cpu_peak(flags: frozenset[str], cores: int | None = None, ghz: float | None = None) -> dict:
     """The float32 vector peak and how it was derived."""
-    cores = cores or len(os.sched_getaffinity(0))
+    cores = cores or usable_cpus()
     ghz = ghz or cpu_clock_ghz()
     lanes = 16 if "avx512f" in flags else 8 if {"avx2", "fma"} <= flags else 4
     flops = cores * ghz * 1e9 * lanes * 2 * FMA_UNITS_PER_CORE

@@ -1,8 +1,7 @@
-"""Accuracy, precision and recall from confusion counts (pure NumPy, no I/O).
-
-The arithmetic of :func:`table.consistency_warnings` (the same expressions, so the table can
-use it without changing a byte of its output): a rate whose denominator is 0 is NaN, i.e.
-not checkable.
+"""Accuracy, precision and recall from confusion counts (pure NumPy, no I/O): the one
+arithmetic behind the leaderboard's consistency warnings (:func:`table.consistency_warnings`,
+column-wise) and the import's repairs (row by row). A rate whose denominator is 0 is NaN,
+i.e. not checkable.
 """
 
 from __future__ import annotations

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from deepfake_detect.leaderboard.rates import rates_from_counts
 from deepfake_detect.leaderboard.records import SWEPT_PARAMS, RunRecord
 from deepfake_detect.leaderboard.selection import SELECTIONS, facts_from_history, pick_epoch
 from deepfake_detect.tracking.vocabulary import (
@@ -121,14 +122,8 @@ def consistency_warnings(table: pd.DataFrame) -> list[str]:
         values = {
             name: pd.to_numeric(table[c]).astype(float).to_numpy() for name, c in columns.items()
         }
-        tp, fp, tn, fn = (values[name] for name in ("tp", "fp", "tn", "fn"))
         complete = ~np.isnan(np.stack(list(values.values()))).any(axis=0)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            expected = {
-                "acc": np.where(tp + fp + tn + fn > 0, (tp + tn) / (tp + fp + tn + fn), np.nan),
-                "precision": np.where(tp + fp > 0, tp / (tp + fp), np.nan),
-                "recall": np.where(tp + fn > 0, tp / (tp + fn), np.nan),
-            }
+        expected = rates_from_counts(values["tp"], values["fp"], values["tn"], values["fn"])
         broken = {
             name: complete & ~np.isnan(want) & (np.abs(values[name] - want) > TOLERANCE)
             for name, want in expected.items()

@@ -124,6 +124,11 @@ def intra_op_threads() -> int:
         from_env = 0
     if from_env > 0:
         return from_env
+    return usable_cpus()
+
+
+def usable_cpus() -> int:
+    """The CPUs this process may run on (its affinity mask; all CPUs where that is unknown)."""
     try:
         return len(os.sched_getaffinity(0))
     except AttributeError:  # not Linux

@@ -38,7 +38,7 @@ from deepfake_detect.tracking.vocabulary import (
     TRAINING,
     VERSION_TAG_PREFIX,
 )
-from deepfake_detect.training.hardware import INTRA_OP_THREADS_ENV
+from deepfake_detect.training.hardware import INTRA_OP_THREADS_ENV, usable_cpus
 
 # overrides the reproduction sets itself: where it logs, that it is a new unregistered run
 REPLACED_KEYS = ("tracking.uri", "trainer.resume", "registry.register", "tracking.tags")
@@ -176,10 +176,7 @@ def threads_note(run: Run) -> str | None:
     threads = pinned_threads(run)
     if threads is None:
         return None
-    try:
-        cpus = len(os.sched_getaffinity(0))
-    except AttributeError:
-        cpus = os.cpu_count() or 1
+    cpus = usable_cpus()
     if threads <= cpus:
         return None
     return (
