@@ -3,12 +3,7 @@
 Layers, imported in one direction only:
 ``commands`` -> ``training`` / ``leaderboard`` / ``registry`` / ``inference`` ->
 ``tracking`` / ``metrics`` / ``data`` / ``models`` -> ``config``.
-Importing the package is cheap (no TensorFlow); it registers the OmegaConf resolvers the
-Hydra configs use.
+Importing the package is cheap (no TensorFlow, no OmegaConf): what composes or resolves a
+Hydra config first calls ``config.resolvers.register_resolvers()`` (the trainer's entry point,
+``reproduce``, the config checks), so commands that never read a config do not load it.
 """
-
-from deepfake_detect.config.resolvers import register_resolvers
-
-register_resolvers()
-
-__all__ = ["register_resolvers"]

@@ -13,10 +13,11 @@ import pytest
 from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig
 
-import deepfake_detect  # noqa: F401  (resolvers)
 from deepfake_detect.config.paths import CONFIG_DIR, PROJECT_ROOT
+from deepfake_detect.config.resolvers import register_resolvers
 from deepfake_detect.data.synthetic import generate_dataset
 
+register_resolvers()  # the configs the tests compose use ${dfd.*:}
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 CONF_DIR = CONFIG_DIR
 TINY_SIZE = 32

@@ -62,12 +62,12 @@ def run(args: argparse.Namespace) -> int:
             f"warning: ... and {len(board.warnings) - MAX_WARNINGS} more inconsistent rows",
             file=sys.stderr,
         )
-    if board.table.empty:
+    if not board.rows:
         print(f"no runs matched: wrote a header-only table to {args.out}")
         return 0
     print(terminal_table(board))
     print(
-        f"\n{len(board.table)} runs ranked by {board.metric} ({args.select} epoch) -> "
+        f"\n{board.rows} runs ranked by {board.metric} ({args.select} epoch) -> "
         + ", ".join(str(p) for p in paths)
     )
     return 0

@@ -57,7 +57,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         validate_alias(args.alias)
         board = collect(uri, args.experiment, args.sweep, False, args.metric, "best")
-        if board.table.empty:
+        if not board.rows:
             print("error: no FINISHED runs match; nothing was changed", file=sys.stderr)
             return 1
         for warning in board.warnings[:5]:

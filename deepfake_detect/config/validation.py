@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import math
 import re
+from typing import TYPE_CHECKING
 
-from omegaconf import DictConfig, OmegaConf
+if TYPE_CHECKING:  # OmegaConf is imported where a config is checked: ConfigError is not
+    from omegaconf import DictConfig
 
 
 class ConfigError(ValueError):
@@ -64,6 +66,8 @@ CACHES: tuple[str, ...] = ("disk", "memory", "none")
 
 def check_data_config(data: DictConfig) -> None:
     """The ``data`` group: a root for every real dataset, two classes, a known cache."""
+    from omegaconf import OmegaConf
+
     if data.name != SYNTHETIC_DATASET and not data.get("root"):
         raise ConfigError(
             f"data.root is not set for data={data.name}: add data.root=/path/to/Data (the "
@@ -111,6 +115,8 @@ def check_data_config(data: DictConfig) -> None:
 
 def check_training_config(cfg: DictConfig) -> None:
     """Raise ConfigError for values that would waste a run (epochs < 1, unknown monitor, ...)."""
+    from omegaconf import OmegaConf
+
     check_data_config(cfg.data)
     _integer("seed", cfg.seed, 0)
     _positive_number("optimizer.lr", cfg.optimizer.lr)

@@ -2,49 +2,61 @@
 
 from __future__ import annotations
 
-import math
+import csv
+import io
+from collections.abc import Callable
 from pathlib import Path
 
-import pandas as pd
-
 from deepfake_detect.config.output_files import write_atomically
-from deepfake_detect.leaderboard.table import Leaderboard
+from deepfake_detect.leaderboard.table import FLAG, FLOAT, INTEGER, Column, Leaderboard, column_kind
 
 CHART_ROWS = 25  # a readable chart: the top of the table
 SUMMARY_COLUMNS = ("model", "epoch", "val_loss", "val_acc", "val_auc", "test_auc")
+FloatText = Callable[[float], str]
+FOUR_DECIMALS: FloatText = "{:.4f}".format
 
 
-def _cell(value: object) -> str:
-    if value is None or (isinstance(value, float) and math.isnan(value)) or value is pd.NA:
-        return ""
-    if isinstance(value, float):
-        return f"{value:.4f}"
-    return str(value)
+def column_cells(name: str, values: Column, float_text: FloatText = FOUR_DECIMALS) -> list[str]:
+    """A column's cells as text, column-wise by what the column holds (16k rows x 40
+    columns in a fraction of a second): floats through ``float_text``, counts as digits,
+    missing values blank."""
+    kind = column_kind(name)
+    if kind == FLOAT:
+        return ["" if v != v else float_text(v) for v in values]  # type: ignore[arg-type]
+    if kind == INTEGER:
+        return ["" if v is None else str(v) for v in values]
+    if kind == FLAG:
+        return [str(bool(v)) for v in values]
+    return ["" if v is None else str(v) for v in values]
 
 
-def _column_cells(column: pd.Series) -> list[str]:
-    """A column's cells as text: floats to 4 decimals, missing values blank."""
-    if pd.api.types.is_float_dtype(column.dtype):
-        return ["" if math.isnan(v) else f"{v:.4f}" for v in column.to_numpy()]
-    if isinstance(column.dtype, pd.Int64Dtype):
-        return column.astype("string").fillna("").tolist()
-    return [_cell(v) for v in column.astype(object).to_numpy()]
+def csv_text(board: Leaderboard) -> str:
+    """The table as CSV: what ``DataFrame.to_csv(index=False)`` of :attr:`Leaderboard.table`
+    writes, byte for byte (floats as their shortest round-trip repr, counts as digits,
+    missing blank, minimal quoting), without building the DataFrame."""
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(board.columns)
+    cells = [column_cells(name, values, repr) for name, values in board.columns.items()]
+    writer.writerows(zip(*cells, strict=True))
+    return out.getvalue()
 
 
-def markdown_table(table: pd.DataFrame, columns: list[str]) -> str:
-    """A GitHub-flavoured Markdown table of ``columns`` (formatted column by column)."""
-    cells = [_column_cells(table[c]) for c in columns]
-    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+def markdown_table(board: Leaderboard) -> str:
+    """A GitHub-flavoured Markdown table of every column (floats to 4 decimals)."""
+    cells = [column_cells(name, values) for name, values in board.columns.items()]
+    lines = ["| " + " | ".join(board.columns) + " |", "|" + "---|" * len(board.columns)]
     lines += ["| " + " | ".join(row) + " |" for row in zip(*cells, strict=True)]
     return "\n".join(lines) + "\n"
 
 
 def terminal_table(board: Leaderboard, limit: int = 10) -> str:
     """The top rows as aligned text."""
-    columns = list(dict.fromkeys([*SUMMARY_COLUMNS, board.metric]))
-    cells = [[_cell(row[c]) for c in columns] for _, row in board.table.head(limit).iterrows()]
-    widths = [max([len(c)] + [len(r[i]) for r in cells]) for i, c in enumerate(columns)]
-    lines = ["  ".join(c.ljust(w) for c, w in zip(columns, widths, strict=True))]
+    names = list(dict.fromkeys([*SUMMARY_COLUMNS, board.metric]))
+    columns = [column_cells(name, board.columns[name][:limit]) for name in names]
+    cells = list(zip(*columns, strict=True))
+    widths = [max([len(c)] + [len(r[i]) for r in cells]) for i, c in enumerate(names)]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(names, widths, strict=True))]
     lines += ["  ".join(v.ljust(w) for v, w in zip(r, widths, strict=True)) for r in cells]
     return "\n".join(lines)
 
@@ -52,15 +64,15 @@ def terminal_table(board: Leaderboard, limit: int = 10) -> str:
 def export(board: Leaderboard, out: Path, chart: bool = True) -> list[Path]:
     """Write ``out`` (CSV), ``out.md`` and ``out.png`` (top rows) atomically; return paths."""
     out = Path(out)
-    written = [write_atomically(out, lambda tmp: board.table.to_csv(tmp, index=False))]
-    markdown = markdown_table(board.table, list(board.table.columns))
+    table = csv_text(board)
+    written = [write_atomically(out, lambda tmp: tmp.write_text(table, encoding="utf-8"))]
+    markdown = markdown_table(board)
     written.append(write_atomically(out.with_suffix(".md"), lambda tmp: tmp.write_text(markdown)))
-    if chart and not board.table.empty:
+    if chart and board.rows:
         from deepfake_detect.metrics import plots
 
-        top = board.table.head(CHART_ROWS)
-        values = [float(v) if pd.notna(v) else math.nan for v in top[board.metric]]
-        labels = list(top["model"])
+        values = [float(v) for v in board.columns[board.metric][:CHART_ROWS]]  # type: ignore[arg-type]
+        labels = [str(v) for v in board.columns["model"][:CHART_ROWS]]
         written.append(
             write_atomically(
                 out.with_suffix(".png"),

@@ -6,12 +6,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from deepfake_detect.leaderboard.records import RunRecord, StoreError
-from deepfake_detect.leaderboard.table import (
-    Leaderboard,
-    build_leaderboard,
-    validate_metric,
-    validate_selection,
-)
+from deepfake_detect.leaderboard.selection import validate_metric, validate_selection
+from deepfake_detect.leaderboard.table import Leaderboard, build_leaderboard
 from deepfake_detect.tracking.store import (
     StoreNotFoundError,
     error_line,

@@ -31,6 +31,21 @@ class EpochFacts:
     metric_best: int | None  # its best non-NaN step (the metric's direction, earliest on ties)
 
 
+def validate_metric(metric: str) -> None:
+    """Only tracked metric keys can rank runs."""
+    if metric not in EPOCH_KEYS and metric not in TEST_KEYS:
+        raise ValueError(
+            f"--metric {metric!r} is not a tracked metric; choose one of "
+            f"{', '.join(EPOCH_KEYS + TEST_KEYS)}"
+        )
+
+
+def validate_selection(selection: str) -> None:
+    """A row reports the ``best`` or the ``last`` epoch."""
+    if selection not in SELECTIONS:
+        raise ValueError(f"--select {selection!r}; choose one of {', '.join(SELECTIONS)}")
+
+
 def as_epoch(value: float) -> int | None:
     """A logged ``best_epoch`` as an epoch; None for NaN, negative or absurd values."""
     return int(value) if 0 <= value <= MAX_EPOCH else None  # NaN fails both comparisons

@@ -1,18 +1,28 @@
-"""Build the leaderboard table from run records (pure: no I/O, no MLflow calls)."""
+"""Build the leaderboard table from run records (pure: no I/O, no MLflow calls).
+
+The table is plain columns (lists): the export writes them directly, and pandas (0.4 s to
+import) is loaded only by callers that ask for :attr:`Leaderboard.table`."""
 
 from __future__ import annotations
 
 import math
 from collections import Counter
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from functools import cached_property
+from itertools import repeat
+from typing import TYPE_CHECKING
 
 import numpy as np
-import pandas as pd
 
 from deepfake_detect.leaderboard.rates import rates_from_counts
 from deepfake_detect.leaderboard.records import SWEPT_PARAMS, RunRecord
-from deepfake_detect.leaderboard.selection import SELECTIONS, facts_from_history, pick_epoch
+from deepfake_detect.leaderboard.selection import (
+    facts_from_history,
+    pick_epoch,
+    validate_metric,
+    validate_selection,
+)
 from deepfake_detect.tracking.vocabulary import (
     COUNT_METRICS,
     EPOCH_KEYS,
@@ -22,34 +32,66 @@ from deepfake_detect.tracking.vocabulary import (
     higher_is_better,
 )
 
+if TYPE_CHECKING:
+    import pandas as pd
+
 ID_COLUMNS: tuple[str, ...] = ("epoch", "run_id", "experiment", "sweep", "pruned")
 TOLERANCE = 1e-3
 # params that always differ and say nothing about the model
 _NOISY_PARAMS = ("runtime.", "hydra.", "paths.", "tracking.")
 
 
+Column = list[object]
+FLOAT, INTEGER, FLAG, TEXT = "float", "integer", "flag", "text"  # what a column holds
+COUNT_OR_EPOCH = frozenset(
+    [key for key in (*EPOCH_KEYS, *TEST_KEYS) if key.rsplit("_", 1)[-1] in COUNT_METRICS]
+    + ["epoch"]
+)
+
+
+def column_kind(name: str) -> str:
+    """``float`` (rates and losses, NaN when missing), ``integer`` (TP/FP/TN/FN and the
+    epoch, None when missing), ``flag`` (pruned) or ``text`` (names, ids, params)."""
+    if name in COUNT_OR_EPOCH:
+        return INTEGER
+    if name in EPOCH_KEYS or name in TEST_KEYS:
+        return FLOAT
+    return FLAG if name == "pruned" else TEXT
+
+
 @dataclass(frozen=True)
 class Leaderboard:
-    """The table plus the consistency warnings found while building it."""
+    """The table (columns in order, rows best first) plus the consistency warnings found
+    while building it."""
 
-    table: pd.DataFrame
+    columns: dict[str, Column]
     warnings: list[str]
     metric: str
+    rows: int = field(init=False)
 
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "rows", len(next(iter(self.columns.values()), [])))
 
-def validate_metric(metric: str) -> None:
-    """Only tracked metric keys can rank runs."""
-    if metric not in EPOCH_KEYS and metric not in TEST_KEYS:
-        raise ValueError(
-            f"--metric {metric!r} is not a tracked metric; choose one of "
-            f"{', '.join(EPOCH_KEYS + TEST_KEYS)}"
+    def row_dicts(self) -> list[dict[str, object]]:
+        """The rows, best first, as column -> value."""
+        return [
+            dict(zip(self.columns, row, strict=True))
+            for row in zip(*self.columns.values(), strict=True)
+        ]
+
+    @cached_property
+    def table(self) -> pd.DataFrame:
+        """The table as a DataFrame (rates float, counts and epoch ``Int64``, text ``str``)."""
+        import pandas as pd
+
+        dtypes = {FLOAT: "float64", INTEGER: "Int64", FLAG: "bool"}
+        return pd.DataFrame(
+            {
+                name: pd.Series(values, dtype=dtypes.get(column_kind(name)))
+                for name, values in self.columns.items()
+            },
+            columns=list(self.columns),
         )
-
-
-def validate_selection(selection: str) -> None:
-    """A row reports the ``best`` or the ``last`` epoch."""
-    if selection not in SELECTIONS:
-        raise ValueError(f"--select {selection!r}; choose one of {', '.join(SELECTIONS)}")
 
 
 def select_step(record: RunRecord, metric: str, selection: str) -> int | None:
@@ -72,8 +114,8 @@ def build_columns(
         for record, step in zip(records, steps, strict=True)
     ]
     columns: dict[str, list[object]] = {"model": [record.name for record in records]}
-    for key in (*EPOCH_KEYS, *TEST_KEYS):
-        columns[key] = [values.get(key, math.nan) for values in at_step]
+    for key in (*EPOCH_KEYS, *TEST_KEYS):  # map: the loop runs in C (16k runs x 31 keys)
+        columns[key] = list(map(dict.get, at_step, repeat(key), repeat(math.nan)))
     columns.update(
         epoch=steps,
         run_id=[record.run_id for record in records],
@@ -107,21 +149,24 @@ def unique_names(names: Sequence[str], run_ids: Sequence[str]) -> list[str]:
     ]
 
 
-def consistency_warnings(table: pd.DataFrame) -> list[str]:
+def _as_floats(values: Column) -> np.ndarray:
+    """A column as float64 (None as NaN)."""
+    return np.array([math.nan if v is None else v for v in values], dtype=float)
+
+
+def consistency_warnings(columns: dict[str, Column]) -> list[str]:
     """acc/precision/recall must agree with the TP/FP/TN/FN of the same split and row
     (checked column-wise: a 16k-row table is checked in milliseconds)."""
     found: list[tuple[int, int, str]] = []  # (row, split, message): reported in row order
-    models, run_ids = table["model"].to_numpy(), table["run_id"].to_numpy()
+    models, run_ids = columns["model"], columns["run_id"]
     for split_index, split in enumerate(SPLITS):
-        columns = {
+        names = {
             name: f"{split}_{name}"
             for name in ("acc", "precision", "recall", "tp", "fp", "tn", "fn")
         }
-        if table.empty or not set(columns.values()) <= set(table.columns):
+        if not models or not set(names.values()) <= set(columns):
             continue
-        values = {
-            name: pd.to_numeric(table[c]).astype(float).to_numpy() for name, c in columns.items()
-        }
+        values = {name: _as_floats(columns[c]) for name, c in names.items()}
         complete = ~np.isnan(np.stack(list(values.values()))).any(axis=0)
         expected = rates_from_counts(values["tp"], values["fp"], values["tn"], values["fn"])
         broken = {
@@ -145,6 +190,25 @@ def consistency_warnings(table: pd.DataFrame) -> list[str]:
     return [message for _, _, message in sorted(found)]
 
 
+def _as_counts(values: Column) -> Column:
+    """Logged counts (floats) as integers, rounded; None (blank in the table) where missing,
+    NaN or not below 2**53 in size (``abs`` of NaN compares False)."""
+    return [round(v) if abs(v) < 2**53 else None for v in values]  # type: ignore[arg-type]
+
+
+def _row_order(columns: dict[str, Column], metric: str) -> list[int]:
+    """Rows best first by ``metric`` (missing last), then by model and run id (stable)."""
+    sign = -1.0 if higher_is_better(metric) else 1.0
+    ranked, models, run_ids = columns[metric], columns["model"], columns["run_id"]
+
+    def key(row: int) -> tuple[bool, float, str, str]:
+        value = float(ranked[row])  # type: ignore[arg-type]
+        missing = math.isnan(value)
+        return missing, 0.0 if missing else sign * value, str(models[row]), str(run_ids[row])
+
+    return sorted(range(len(ranked)), key=key)
+
+
 def build_leaderboard(
     records: Sequence[RunRecord], metric: str = "val_auc", selection: str = "best"
 ) -> Leaderboard:
@@ -153,27 +217,16 @@ def build_leaderboard(
     validate_selection(selection)
     extra = differing_params(records)
     param_columns = [*SWEPT_PARAMS, *extra]
-    columns = ["model", *EPOCH_KEYS, *TEST_KEYS, *ID_COLUMNS, *param_columns]
-    table = pd.DataFrame(
-        build_columns(records, metric, selection, param_columns), columns=columns
-    ).astype({key: float for key in (*EPOCH_KEYS, *TEST_KEYS)})
-    if not table.empty:
-        ascending = not higher_is_better(metric)
-        table = table.sort_values(
-            [metric, "model", "run_id"],
-            ascending=[ascending, True, True],
-            na_position="last",
-            kind="mergesort",
-        )
-        table["model"] = unique_names(list(table["model"]), list(table["run_id"]))
-    for key in [*EPOCH_KEYS, *TEST_KEYS]:
-        if key.rsplit("_", 1)[-1] in COUNT_METRICS:
-            counts = pd.to_numeric(table[key]).astype(float)
-            counts = counts.where(np.isfinite(counts) & (counts.abs() < 2**53))  # else blank
-            table[key] = counts.round().astype("Int64")
-    table["epoch"] = pd.to_numeric(table["epoch"]).astype("Int64")
-    table = table.reset_index(drop=True)
-    warnings = consistency_warnings(table)
+    built = build_columns(records, metric, selection, param_columns)
+    for key in (*EPOCH_KEYS, *TEST_KEYS):
+        built[key] = list(map(float, built[key]))  # type: ignore[arg-type]
+    order = _row_order(built, metric)
+    columns = {name: list(map(values.__getitem__, order)) for name, values in built.items()}
+    columns["model"] = unique_names(columns["model"], columns["run_id"])  # type: ignore[arg-type]
+    for key in COUNT_OR_EPOCH - {"epoch"}:
+        columns[key] = _as_counts(columns[key])
+    columns["epoch"] = [None if step is None else int(step) for step in columns["epoch"]]  # type: ignore[call-overload]
+    warnings = consistency_warnings(columns)
     other = sorted(
         {r.params.get(MONITOR_PARAM, metric) for r in records} - {metric}
         if selection == "best"
@@ -185,4 +238,4 @@ def build_leaderboard(
             f"runs chose their model by {', '.join(other)}, not {metric}: their rows report that "
             f"epoch ranked by its {metric}; pass --metric {other[0]} to rank by it",
         )
-    return Leaderboard(table=table, warnings=warnings, metric=metric)
+    return Leaderboard(columns=columns, warnings=warnings, metric=metric)

@@ -137,7 +137,7 @@ def plan_promotion(
     if champion_data is not None:  # compare with the champion: what is not given is its own
         dataset = dataset if dataset is not None else champion_data.fingerprint
         image_size = image_size if image_size is not None else int(champion_data.image_size or 0)
-    rows = [row._asdict() for row in board.table.itertuples(index=False)]
+    rows = board.row_dicts()
     identities: dict[str, DataIdentity] = {}
     imported: set[str] = set()  # rows of a hand-kept table (import-csv): no model, never picked
 

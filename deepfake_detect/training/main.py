@@ -17,9 +17,9 @@ from pathlib import Path
 import hydra
 from omegaconf import DictConfig, OmegaConf
 
-import deepfake_detect  # noqa: F401  (registers the config resolvers)
 from deepfake_detect.config.native_logs import import_tensorflow
 from deepfake_detect.config.paths import DEFAULT_TRACKING_URI
+from deepfake_detect.config.resolvers import register_resolvers
 from deepfake_detect.config.run_naming import JobContext, current_job, run_name
 from deepfake_detect.config.validation import ConfigError, RunFailed, check_training_config
 from deepfake_detect.tracking.health import (
@@ -62,6 +62,7 @@ from deepfake_detect.tracking.vocabulary import (
 from deepfake_detect.training.hydra_redaction import redact_hydra_outputs, redact_log_records
 
 log = logging.getLogger(__name__)
+register_resolvers()  # before Hydra composes conf/ (its ${dfd.*:} interpolations)
 
 
 def log_training_data(client, run_id: str, cfg: DictConfig, data) -> None:

@@ -127,7 +127,10 @@ def check_same_data(overrides: list[str], run: Run) -> None:
     from hydra import compose, initialize_config_dir
 
     from deepfake_detect.config.paths import CONFIG_DIR
+    from deepfake_detect.config.resolvers import register_resolvers
     from deepfake_detect.data.prepare import scan_data
+
+    register_resolvers()
 
     task = [o for o in overrides if not override_key(o).startswith("hydra")]  # Hydra's own
     with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
