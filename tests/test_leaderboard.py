@@ -315,3 +315,74 @@ def test_same_experiment_name_in_two_workspaces_does_not_collapse(golden_store, 
         assert result.returncode == 0, result.stderr
         found = set(pd.read_csv(out)["run_id"])
         assert expected_ids <= found and (mine in found) == (not env), out.read_text()
+
+
+def test_the_export_loads_only_what_it_needs(golden_store, tmp_path):
+    """A --no-chart export reads SQL and writes text: importing MLflow (2 s with its schema
+    module), pandas (0.4 s) or OmegaConf would be most of a 16k-run export's time."""
+    uri, _ = golden_store
+    code = (
+        "import sys; from deepfake_detect.commands.cli import main; "
+        f"rc = main(['leaderboard', '--tracking-uri', {uri!r}, '--out', "
+        f"{str(tmp_path / 'x.csv')!r}, '--no-chart']); assert rc == 0; "
+        "loaded = [m for m in ('mlflow', 'pandas', 'omegaconf', 'tensorflow') "
+        "if m in sys.modules]; assert not loaded, loaded"
+    )
+    result = run_cli(["-c", code])
+    assert result.returncode == 0, result.stderr
+
+
+def test_the_csv_is_what_pandas_writes():
+    """The export writes its columns itself; the bytes must stay DataFrame.to_csv's of the
+    same table: quoting, NaN and missing counts blank, floats' shortest repr, flags."""
+    from deepfake_detect.leaderboard.export import csv_text, markdown_table
+    from deepfake_detect.leaderboard.records import RunRecord
+    from deepfake_detect.leaderboard.table import build_leaderboard
+
+    odd = [1e16, 1e-05, 0.1, -0.0, float("nan"), 123456789.125, 2.5, 3.0, float("inf")]
+    records = []
+    for index, value in enumerate(odd):
+        values = {"val_auc": 0.5 + index / 100, "val_loss": value, "val_tp": value * 7}
+        if index % 3:
+            values["test_auc"] = 1 / (index + 1)
+        records.append(
+            RunRecord(
+                f"{index:032x}",
+                ["plain", 'quo"te', "com,ma", "new\nline"][index % 4],
+                "FINISHED",
+                "exp, with comma",
+                "" if index % 2 else f"{index:032x}",
+                {"model.dropout": str(index / 10), "optimizer.lr": "1e-3", "x": f"v{index % 2}"},
+                pruned=index == 4,
+                preselected=True,
+                epoch=None if index == 5 else index,
+                values=values,
+            )
+        )
+    board = build_leaderboard(records)
+    assert board.rows == len(odd) and "x" in board.columns
+    assert csv_text(board) == board.table.to_csv(index=False)
+    markdown = markdown_table(board)
+    assert "| 0.0000 |" in markdown and "| inf |" in markdown  # -0.0 and inf at 4 decimals
+
+
+def test_the_supported_schema_is_mlflows_head(tmp_path, monkeypatch):
+    """The schema revision is read from MLflow's migration sources without importing
+    MLflow; it must be the revision MLflow itself creates, merges and annotations included."""
+    from mlflow.store.db.utils import _get_latest_schema_revision
+
+    from deepfake_detect.leaderboard import sql_reader
+
+    assert sql_reader.supported_schema() == _get_latest_schema_revision()
+    scripts = {
+        "a.py": 'revision = "aaa"\ndown_revision = None\n',
+        "b.py": 'revision: str = "bbb"\ndown_revision: str | None = "aaa"\n',
+        "c.py": "revision = 'ccc'\ndown_revision = 'aaa'\n",
+        "d.py": 'revision = "ddd"\ndown_revision = ("bbb", "ccc")\n',  # a merge: the head
+    }
+    for name, text in scripts.items():
+        (tmp_path / name).write_text(f'"""migration {name}"""\n{text}')
+    monkeypatch.setattr(sql_reader, "_migration_scripts", lambda: sorted(tmp_path.glob("*.py")))
+    assert sql_reader.supported_schema() == "ddd"
+    (tmp_path / "e.py").write_text('revision = "eee"\ndown_revision = "ccc"\n')  # two heads
+    assert sql_reader.supported_schema() == _get_latest_schema_revision()  # MLflow decides
