@@ -11,6 +11,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from bench.figures import paired_ratio, spread_figure
 from deepfake_detect.config.paths import PROJECT_ROOT
 
 ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
@@ -124,9 +125,11 @@ def timed_child(module: str, *args: str) -> tuple[float, float]:
         return seconds, float(report.read_text()) / 1024
 
 
-def leaderboard_export(folder: Path, runs: int, epochs: int) -> dict[str, float]:
+def leaderboard_export(folder: Path, runs: int, epochs: int) -> dict[str, object]:
     """Median seconds and peak RSS of ``deepfake-detect leaderboard --no-chart`` over a store of
-    ``runs`` x ``epochs`` (a cold subprocess, as a user runs it; 3 repeats)."""
+    ``runs`` x ``epochs`` (a cold subprocess, as a user runs it), and its ratio to the raw-SQL
+    floor (``bench/leaderboard_floor.py``: the same rows with ``sqlite3`` alone): 3 pairs, each
+    export right before its floor run, so both see the same machine."""
     db = folder / f"leaderboard-{runs}x{epochs}.db"
     uri = f"sqlite:///{db}"
     start = time.perf_counter()
@@ -140,14 +143,21 @@ def leaderboard_export(folder: Path, runs: int, epochs: int) -> dict[str, float]
         str(folder / "lb.csv"),
         "--no-chart",
     ]
-    measured = [timed_child("deepfake_detect.commands.cli", *arguments) for _ in range(3)]
+    measured, floor = [], []
+    for _ in range(3):
+        measured.append(timed_child("deepfake_detect.commands.cli", *arguments))
+        floor.append(timed_child("bench.leaderboard_floor", str(db), str(folder / "floor.csv"))[0])
     db.unlink()
+    seconds = [t for t, _ in measured]
     return {
         "runs": runs,
         "epochs": epochs,
         "metric_rows": runs * (epochs * 18 + 10),
-        "export_s": statistics.median(t for t, _ in measured),
+        "export_s": statistics.median(seconds),
+        "export_repeats_s": seconds,
         "peak_rss_mb": max(rss for _, rss in measured),
+        "sql_floor_s": statistics.median(floor),
+        "vs_sql_floor": paired_ratio(seconds, floor),
         "fill_s": filled,
     }
 
@@ -156,19 +166,21 @@ def leaderboard_scaling(folder: Path, stores: list[tuple[int, int]]) -> dict[str
     """``leaderboard_export`` for each (runs, epochs) store, and how time grows with each."""
     cases = [leaderboard_export(folder, runs, epochs) for runs, epochs in stores]
     result: dict[str, object] = {"stores": cases}
-    by_shape = {(c["runs"], c["epochs"]): c["export_s"] for c in cases}
+    by_shape = {(c["runs"], c["epochs"]): c["export_repeats_s"] for c in cases}
     runs_grid = sorted(runs for runs, epochs in by_shape if epochs == 10)
     if len(runs_grid) > 1:
         low, high = runs_grid[0], runs_grid[-1]
-        result["time_ratio_runs"] = f"{high // low}x runs -> " + (
-            f"{by_shape[high, 10] / by_shape[low, 10]:.2f}x time"
-        )
+        result["time_ratio_runs"] = {
+            "grows": f"{high // low}x runs",
+            **paired_ratio(by_shape[high, 10], by_shape[low, 10]),
+        }
     epochs_grid = sorted(e for r, e in by_shape if r == runs_grid[0]) if runs_grid else []
     if len(epochs_grid) > 1:
         few, many = epochs_grid[0], epochs_grid[-1]
-        result["time_ratio_epochs"] = f"{many // few}x epochs -> " + (
-            f"{by_shape[runs_grid[0], many] / by_shape[runs_grid[0], few]:.2f}x time"
-        )
+        result["time_ratio_epochs"] = {
+            "grows": f"{many // few}x epochs",
+            **paired_ratio(by_shape[runs_grid[0], many], by_shape[runs_grid[0], few]),
+        }
     return result
 
 
@@ -260,13 +272,18 @@ def sweep_overhead(
         )
     starts = [run.info.start_time / 1000 for run in children]
     later = range(1, len(children) - 1)  # trial 0 builds the cache; the last has no successor
-    cycle = statistics.mean(starts[i + 1] - starts[i] for i in later)
-    fit = statistics.mean(children[i].data.metrics["fit_seconds"] for i in later)
+    cycles = [starts[i + 1] - starts[i] for i in later]
+    fits = [children[i].data.metrics["fit_seconds"] for i in later]
+    cycle, fit = statistics.mean(cycles), statistics.mean(fits)
     return {
         **{f"{WALL_KEYS.get(trials, trials)}_trial_wall_s": wall for trials, wall in walls.items()},
         "later_trial_cycle_s": cycle,
         "later_trial_fit_s": fit,
         "per_trial_overhead": cycle / fit - 1,
+        # per later trial: its cycle over its own fit, minus 1
+        "per_trial_overhead_figure": spread_figure(
+            [c / f - 1 for c, f in zip(cycles, fits, strict=True)]
+        ),
         "first_trial_data_load_s": children[0].data.metrics["data_load_seconds"],
         "later_trial_data_load_s": statistics.mean(
             run.data.metrics["data_load_seconds"] for run in children[1:]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import statistics
 
 import keras
 import pytest
@@ -120,15 +121,17 @@ def test_bench_runs_end_to_end_in_tiny_mode(tmp_path):
     result = run_cli(["-m", "bench.run", "--tiny", "--out", str(out)], timeout=900)
     assert result.returncode == 0, result.stderr[-3000:]
     report = json.loads(out.read_text())
-    assert set(report["ratios"]) == {
-        "ours_vs_seed_loop",
-        "pipeline_efficiency",
-        "tracked_vs_ours",
-        "tracking_overhead",
-        "exact_val_metrics_overhead",
-        "precise_batchnorm_overhead",
-    }
-    assert 0 < report["ratios"]["exact_val_metrics_overhead"] < 1
+    from bench.run import FIGURES
+
+    ratios = report["ratios"]
+    assert set(ratios) == set(FIGURES)  # every figure the bench prints, none unmeasured
+    for key, figure in ratios.items():  # each with its spread: one run is never clean
+        assert {"median", "spread", "values", "noisy"} <= set(figure), key
+        assert figure["median"] == pytest.approx(statistics.median(figure["values"])), key
+    assert 0 < ratios["exact_val_metrics_overhead"]["median"] < 1
+    floor = ratios["leaderboard_vs_sql_floor"]
+    assert floor["store"] == "20 runs x 10 epochs" and len(floor["values"]) == 3
+    assert floor["median"] > 0 and "leaderboard / SQL floor" in result.stdout
     for case in ("seed_loop", "ours", "ceiling"):
         assert report["cases"][case]["images_per_s"] > 0
     roofline = report["cases"]["roofline"]
@@ -158,7 +161,7 @@ def test_bench_runs_end_to_end_in_tiny_mode(tmp_path):
     assert report["machine"]["cpu_count"] >= 1
     assert "ours / seed_loop" in result.stdout
     speedup = report["ratios"]["ours_vs_seed_loop"]
-    assert speedup["median"] > 0 and len(speedup["pairs"]) == 1
+    assert speedup["median"] > 0 and len(speedup["values"]) == 1
     assert speedup["noisy"], "one pair has no spread: never a clean figure"
     cache = report["cases"]["cache_build"]
     assert cache["images"] == [40, 160] and all(v > 0 for v in cache["images_per_s"])
@@ -167,7 +170,7 @@ def test_bench_runs_end_to_end_in_tiny_mode(tmp_path):
 
 def test_a_ratio_whose_pairs_disagree_is_flagged_not_printed_clean():
     """Two quick benches once gave ours/seed_loop 1.04x and 1.40x: such a spread is flagged."""
-    from bench.run import paired_ratio, ratio_line
+    from bench.figures import paired_ratio, ratio_line
 
     noisy = paired_ratio([1.04, 1.40, 1.2, 1.3, 1.1], [1.0] * 5)
     assert noisy["median"] == pytest.approx(1.2) and noisy["noisy"]
