@@ -101,8 +101,9 @@ server: install ## team tracking server (BACKEND_URI= ARTIFACTS= HOST= PORT=)
 	$(VENV)/bin/mlflow server --backend-store-uri $(BACKEND_URI) \
 		--artifacts-destination $(ARTIFACTS) --serve-artifacts --host $(HOST) --port $(PORT)
 
-bench: install ## speed benchmark -> results/bench.json (QUICK=1 for the shorter version)
+bench: install ## speed benchmark -> results/bench.json, docs/bench.json and the README table (QUICK=1: shorter)
 	TF_CPP_MIN_LOG_LEVEL=2 $(PY) -m bench.run $(if $(QUICK),--quick)
+	$(PY) -m bench.report results/bench.json
 
 docs: install ## build the documentation site offline into site/ (mkdocs, strict: broken links fail)
 	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict --quiet --site-dir site

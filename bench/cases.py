@@ -202,5 +202,9 @@ def tracked(spec: FitSpec, policy: str, store: Path) -> tuple[Throughput, dict[s
         "tracking_overhead": logger.seconds / seconds,
         "exact_val_metrics_overhead": scorer.metric_seconds / seconds,
         "precise_batchnorm_overhead": precise_bn.seconds / seconds,
+        # one re-estimation batch (a compiled forward pass) against one training step: the
+        # bench epoch has a handful of steps, a real one 2,188 (140,002 images / 64)
+        "precise_batchnorm_batch_vs_step": (precise_bn.seconds / max(precise_bn.batches_run, 1))
+        / (spec.batch_size / speed.images_per_s),
     }
     return speed, shares

@@ -8,6 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[1]
 MKDOCS = Path(sys.executable).with_name("mkdocs")
 QUIET = {**os.environ, "NO_MKDOCS_2_WARNING": "1"}
@@ -87,3 +89,24 @@ def test_a_broken_link_fails_the_strict_build(tmp_path):
     )
     assert result.returncode != 0
     assert "no-such-page.md" in result.stderr
+
+
+def test_the_performance_tables_are_printed_from_bench_json():
+    """One source of truth: the README's and docs/performance.md's tables are what
+    bench/report.py renders from the committed docs/bench.json (make bench rewrites all three),
+    and every figure there carries its spread."""
+    import json
+
+    from bench.report import END, PAGES, PUBLISHED, START, figures_table, replace_section
+
+    bench = json.loads(PUBLISHED.read_text())
+    for figure in bench["ratios"].values():
+        assert {"median", "spread", "noisy", "values"} <= set(figure)
+    table = figures_table(bench)
+    for page in PAGES:
+        text = page.read_text()
+        assert replace_section(text, table, page) == text, f"{page.name}: run make bench"
+    edited = PAGES[0].read_text().replace(START, "")
+    with pytest.raises(ValueError, match="bench:start"):
+        replace_section(edited, table, PAGES[0])
+    assert END in edited

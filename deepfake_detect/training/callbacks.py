@@ -77,6 +77,7 @@ class PreciseBatchNorm(keras.callbacks.Callback):
         self.dataset = dataset
         self.batches = batches
         self.seconds = 0.0  # time spent re-estimating (for the benchmark)
+        self.batches_run = 0  # forward batches those seconds paid for (for the benchmark)
         self._compiled: tuple[object, object, list] | None = None  # (model, function, sums)
 
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
@@ -100,6 +101,7 @@ class PreciseBatchNorm(keras.callbacks.Callback):
         try:
             function, sums = self._batch_statistics_sums(norms)
             count = int(function())
+            self.batches_run += count
             if count:
                 for layer, (mean_sum, variance_sum) in zip(norms, sums, strict=True):
                     layer.moving_mean.assign(mean_sum / count)
