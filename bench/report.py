@@ -23,7 +23,7 @@ START, END = "<!-- bench:start -->", "<!-- bench:end -->"
 
 
 def _shown(value: float, unit: str) -> str:
-    return f"{100 * value:.1f} %" if unit == "%" else f"{value:.2f}x"
+    return f"{100 * value:.2f} %" if unit == "%" else f"{value:.2f}x"
 
 
 def figures_table(bench: dict) -> str:
