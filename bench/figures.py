@@ -4,9 +4,10 @@ to judge). Every ratio and share in ``results/bench.json`` has this shape."""
 
 from __future__ import annotations
 
-import math
+import json
 import statistics
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 NOISY_SPREAD = 0.10  # a figure whose values spread more than this is not a clean figure
 
@@ -15,12 +16,12 @@ def spread_figure(values: Sequence[float]) -> dict[str, object]:
     """``{"median", "spread", "values", "noisy"}`` of repeated measurements of one figure."""
     values = [float(v) for v in values]
     median = statistics.median(values)
-    spread = (max(values) - min(values)) / abs(median) if len(values) > 1 and median else math.nan
+    spread = (max(values) - min(values)) / abs(median) if len(values) > 1 and median else None
     return {
         "median": median,
-        "spread": spread,
+        "spread": spread,  # None (JSON null) where one value has no spread
         "values": values,
-        "noisy": not spread <= NOISY_SPREAD,
+        "noisy": spread is None or spread > NOISY_SPREAD,
     }
 
 
@@ -35,7 +36,7 @@ def ratio_line(label: str, ratio: dict, target: str, unit: str = "x") -> str:
     values = ratio["values"]
     shown = (lambda v: f"{100 * v:.2f}%") if unit == "%" else (lambda v: f"{v:.2f}{unit}")
     text = f"{label:<24} {shown(ratio['median'])}  "
-    if len(values) > 1:
+    if len(values) > 1 and ratio["spread"] is not None:
         text += f"spread {100 * ratio['spread']:.0f}% over {len(values)} "
         text += f"({shown(min(values))}..{shown(max(values))})"
     text += f"   ({target})"
@@ -45,3 +46,54 @@ def ratio_line(label: str, ratio: dict, target: str, unit: str = "x") -> str:
         text += "\n    NOISY: the repeats disagree by more than 10 %; not a clean figure (rerun on "
         text += "an idle machine, or with more repeats)"
     return text
+
+
+@dataclass(frozen=True)
+class Goal:
+    """What a figure must reach to count as met: a bound on its median (``at_least`` or
+    ``at_most``) and, where the issue asks for it, a bound on its spread."""
+
+    at_least: float | None = None
+    at_most: float | None = None
+    max_spread: float | None = None
+
+    def verdict(self, figure: dict) -> str:
+        """``met`` or ``not met`` for a figure (its spread counts only where bounded)."""
+        median, spread = figure["median"], figure["spread"]
+        met = (self.at_least is None or median >= self.at_least) and (
+            self.at_most is None or median <= self.at_most
+        )
+        if self.max_spread is not None:
+            met = met and spread is not None and spread <= self.max_spread
+        return "met" if met else "**not met**"
+
+
+@dataclass(frozen=True)
+class FigureSpec:
+    """How a figure of ``ratios`` is printed: label, target text, x (ratio) or % (share),
+    and its goal (None: a descriptive figure with no target)."""
+
+    label: str
+    target: str
+    unit: str = "x"
+    goal: Goal | None = None
+
+    def verdict(self, figure: dict) -> str:
+        """``met`` / ``not met`` against the goal; a dash for a descriptive figure."""
+        return self.goal.verdict(figure) if self.goal else "-"
+
+
+def strict_json(result: object) -> str:
+    """``result`` as standard JSON: a NaN or infinity (no value measured) is written null,
+    never the ``NaN`` token that strict parsers reject."""
+
+    def clean(value: object) -> object:
+        if isinstance(value, float) and (value != value or value in (float("inf"), -float("inf"))):
+            return None
+        if isinstance(value, dict):
+            return {key: clean(item) for key, item in value.items()}
+        if isinstance(value, list | tuple):
+            return [clean(item) for item in value]
+        return value
+
+    return json.dumps(clean(result), indent=2, allow_nan=False) + "\n"

@@ -10,10 +10,10 @@ compares).
 from __future__ import annotations
 
 import json
-import shutil
 import sys
 from pathlib import Path
 
+from bench.figures import strict_json
 from bench.run import FIGURES
 from deepfake_detect.config.paths import PROJECT_ROOT, RESULTS_DIR
 
@@ -27,7 +27,8 @@ def _shown(value: float, unit: str) -> str:
 
 
 def figures_table(bench: dict) -> str:
-    """One row per figure: median, spread over how many values, target, clean or NOISY."""
+    """One row per figure: median, spread over how many values, target, whether the goal is
+    met (median and, where bounded, spread), and whether the repeats agree (clean or NOISY)."""
     machine = bench["machine"]
     lines = [
         f"`make bench` profile `{bench['profile']}`, {bench['date'][:10]}, "
@@ -35,22 +36,20 @@ def figures_table(bench: dict) -> str:
         f"{len(machine['gpus'])} GPUs, {bench['elapsed_s'] / 60:.0f} min "
         "(from `docs/bench.json`):",
         "",
-        "| figure | median | spread | target | |",
-        "|---|---|---|---|---|",
+        "| figure | median | spread | target | goal | repeats |",
+        "|---|---|---|---|---|---|",
     ]
-    for key, (label, target, unit) in FIGURES.items():
+    for key, spec in FIGURES.items():
         figure = bench["ratios"].get(key)
         if figure is None:
             continue
-        values = figure["values"]
-        spread = (
-            f"{100 * figure['spread']:.0f} % over {len(values)}" if len(values) > 1 else "one value"
-        )
-        verdict = "**NOISY**" if figure["noisy"] else "clean"
+        values, spread = figure["values"], figure["spread"]
+        shown = f"{100 * spread:.0f} % over {len(values)}" if spread is not None else "one value"
+        agree = "**NOISY**" if figure["noisy"] else "clean"
         where = f" ({figure['store']})" if "store" in figure else ""
         lines.append(
-            f"| {label}{where} | {_shown(figure['median'], unit)} | {spread} | {target} "
-            f"| {verdict} |"
+            f"| {spec.label}{where} | {_shown(figure['median'], spec.unit)} | {shown} "
+            f"| {spec.target} | {spec.verdict(figure)} | {agree} |"
         )
     roofline = bench["cases"]["roofline"]
     peak = roofline["peak"]
@@ -89,9 +88,9 @@ def replace_section(text: str, table: str, page: Path) -> str:
 
 def publish(source: Path) -> None:
     """Copy ``source`` to docs/bench.json and print its tables into both pages."""
-    if source.resolve() != PUBLISHED.resolve():
-        shutil.copyfile(source, PUBLISHED)
-    table = figures_table(json.loads(PUBLISHED.read_text()))
+    bench = json.loads(source.read_text())
+    PUBLISHED.write_text(strict_json(bench))  # standard JSON: no NaN tokens
+    table = figures_table(bench)
     for page in PAGES:
         page.write_text(replace_section(page.read_text(), table, page))
         print(

@@ -279,11 +279,8 @@ def sweep_overhead(
         **{f"{WALL_KEYS.get(trials, trials)}_trial_wall_s": wall for trials, wall in walls.items()},
         "later_trial_cycle_s": cycle,
         "later_trial_fit_s": fit,
-        "per_trial_overhead": cycle / fit - 1,
         # per later trial: its cycle over its own fit, minus 1
-        "per_trial_overhead_figure": spread_figure(
-            [c / f - 1 for c, f in zip(cycles, fits, strict=True)]
-        ),
+        "per_trial_overhead": spread_figure([c / f - 1 for c, f in zip(cycles, fits, strict=True)]),
         "first_trial_data_load_s": children[0].data.metrics["data_load_seconds"],
         "later_trial_data_load_s": statistics.mean(
             run.data.metrics["data_load_seconds"] for run in children[1:]

@@ -99,7 +99,10 @@ def test_the_performance_tables_are_printed_from_bench_json():
 
     from bench.report import END, PAGES, PUBLISHED, START, figures_table, replace_section
 
-    bench = json.loads(PUBLISHED.read_text())
+    def refuse(token: str) -> None:
+        raise AssertionError(f"docs/bench.json has {token}: not standard JSON")
+
+    bench = json.loads(PUBLISHED.read_text(), parse_constant=refuse)
     for figure in bench["ratios"].values():
         assert {"median", "spread", "noisy", "values"} <= set(figure)
     table = figures_table(bench)
@@ -110,3 +113,20 @@ def test_the_performance_tables_are_printed_from_bench_json():
     with pytest.raises(ValueError, match="bench:start"):
         replace_section(edited, table, PAGES[0])
     assert END in edited
+
+
+def test_a_goal_is_met_only_within_its_bounds():
+    """The pages' goal column: a median past its bound, or a spread past the issue's bound,
+    is not met, whatever the other says."""
+    from bench.figures import spread_figure
+    from bench.run import FIGURES
+
+    speed = FIGURES["ours_vs_seed_loop"]
+    assert speed.verdict(spread_figure([1.30, 1.31, 1.32])) == "met"
+    assert speed.verdict(spread_figure([1.20, 1.21, 1.22])) == "**not met**"  # too slow
+    assert speed.verdict(spread_figure([1.10, 1.48, 1.60])) == "**not met**"  # spread 34 %
+    assert speed.verdict(spread_figure([1.48])) == "**not met**"  # one value: no spread
+    floor = FIGURES["leaderboard_vs_sql_floor"]
+    assert floor.verdict(spread_figure([1.2, 1.7, 1.4])) == "met"  # no spread bound asked
+    assert floor.verdict(spread_figure([1.6, 1.65])) == "**not met**"
+    assert FIGURES["roofline_meso4_ours"].verdict(spread_figure([0.16])) == "-"

@@ -11,6 +11,7 @@ from mlflow.entities import Metric
 from deepfake_detect.commands.cli import main
 from deepfake_detect.config.output_files import OutputError, write_atomically
 from deepfake_detect.tracking.store import store_client
+from deepfake_detect.tracking.vocabulary import RUN_TYPE_TAG, TRAINING
 from tests.conftest import detect, run_cli
 from tests.leaderboard_fixtures import Split, log_run, populate, sweep_parent
 
@@ -60,6 +61,19 @@ def test_failed_runs_only_on_request(golden_store, tmp_path):
     assert ids["failed"] not in out.read_text()
     export(uri, out, "--include-failed")
     assert out.read_text() == expected("failed", ids)
+
+
+def test_chart_of_a_run_without_metrics(golden_store, tmp_path):
+    """--include-failed --metric val_tp: a run that died before its first epoch has no value."""
+    uri, _ = golden_store
+    client = store_client(uri)
+    eid = client.get_experiment_by_name("golden").experiment_id
+    dead = client.create_run(eid, run_name="died_at_start", tags={RUN_TYPE_TAG: TRAINING})
+    client.set_terminated(dead.info.run_id, "FAILED")
+    out = tmp_path / "model_eval.csv"
+    assert export(uri, out, "--include-failed", "--metric", "val_tp") == 0
+    assert "died_at_start" in out.read_text()
+    assert out.with_suffix(".png").read_bytes()[:4] == b"\x89PNG"
 
 
 def test_swapped_counts_are_flagged(golden_store, tmp_path, capsys):
@@ -386,3 +400,7 @@ def test_the_supported_schema_is_mlflows_head(tmp_path, monkeypatch):
     assert sql_reader.supported_schema() == "ddd"
     (tmp_path / "e.py").write_text('revision = "eee"\ndown_revision = "ccc"\n')  # two heads
     assert sql_reader.supported_schema() == _get_latest_schema_revision()  # MLflow decides
+    (tmp_path / "e.py").unlink()
+    for layout in ('down_revision = (\n    "bbb",\n    "ccc",\n)\n', "down_revision = PARENT\n"):
+        (tmp_path / "d.py").write_text(f'revision = "ddd"\n{layout}')  # not one literal line
+        assert sql_reader.supported_schema() == _get_latest_schema_revision()

@@ -71,7 +71,8 @@ def export(board: Leaderboard, out: Path, chart: bool = True) -> list[Path]:
     if chart and board.rows:
         from deepfake_detect.metrics import plots
 
-        values = [float(v) for v in board.columns[board.metric][:CHART_ROWS]]  # type: ignore[arg-type]
+        cells = board.columns[board.metric][:CHART_ROWS]
+        values = [float("nan") if v is None else float(v) for v in cells]  # type: ignore[arg-type]
         labels = [str(v) for v in board.columns["model"][:CHART_ROWS]]
         written.append(
             write_atomically(

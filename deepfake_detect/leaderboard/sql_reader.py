@@ -20,7 +20,7 @@ import re
 from collections import defaultdict
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
-from importlib.metadata import version
+from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
 import sqlalchemy
@@ -185,17 +185,38 @@ def supported_schema() -> str:
     revisions: set[str] = set()
     parents: set[str] = set()
     for script in _migration_scripts():
-        found = dict(_REVISION_LINE.findall(script.read_text(encoding="utf-8")))
-        if "revision" in found:
-            revisions.add(ast.literal_eval(found["revision"]))
-            parent = ast.literal_eval(found.get("down_revision", "None"))
-            parents.update([parent] if isinstance(parent, str) else parent or ())
+        found = _script_revisions(script)
+        if found is None:  # a layout this parser does not know: ask MLflow itself
+            return _mlflow_schema_head()
+        if found[0] is not None:
+            revisions.add(found[0])
+            parents.update(found[1])
     heads = revisions - parents
-    if len(heads) != 1:  # a layout this parser does not know: ask MLflow itself
-        from mlflow.store.db.utils import _get_latest_schema_revision
+    return heads.pop() if len(heads) == 1 else _mlflow_schema_head()
 
-        return _get_latest_schema_revision()
-    return heads.pop()
+
+def _script_revisions(script: Path) -> tuple[str | None, set[str]] | None:
+    """``(revision, down revisions)`` of one migration script; ``(None, set())`` for a file that
+    is not a migration; None when its lines are not the literal one-line form this reads."""
+    found = dict(_REVISION_LINE.findall(script.read_text(encoding="utf-8")))
+    if "revision" not in found:
+        return None, set()
+    try:
+        revision = ast.literal_eval(found["revision"])
+        parent = ast.literal_eval(found.get("down_revision", "None"))
+    except (SyntaxError, ValueError):  # a multi-line tuple, a name, an expression
+        return None
+    parents = [parent] if isinstance(parent, str) else list(parent or ())
+    if not isinstance(revision, str) or not all(isinstance(p, str) for p in parents):
+        return None
+    return revision, set(parents)
+
+
+def _mlflow_schema_head() -> str:
+    """The head revision as MLflow computes it (seconds of imports: the fallback only)."""
+    from mlflow.store.db.utils import _get_latest_schema_revision
+
+    return _get_latest_schema_revision()
 
 
 def _migration_scripts() -> list[Path]:
@@ -215,10 +236,20 @@ def check_schema(db: sqlalchemy.Connection, uri: str) -> None:
     if found != expected:
         raise StoreError(
             f"{redact(uri)} has MLflow schema revision {found}; "
-            f"this leaderboard reads revision {expected} (MLflow {version('mlflow')}, pinned "
+            f"this leaderboard reads revision {expected} (MLflow {_mlflow_version()}, pinned "
             "mlflow>=3.17,<3.19): upgrade the store with `mlflow db upgrade URI` (after a "
             "backup) or export through a tracking server of its version (--tracking-uri http://...)"
         )
+
+
+def _mlflow_version() -> str:
+    """The installed MLflow's version (``mlflow`` or ``mlflow-skinny``), or "unknown"."""
+    for distribution in ("mlflow", "mlflow-skinny"):
+        try:
+            return version(distribution)
+        except PackageNotFoundError:
+            continue
+    return "unknown"
 
 
 def current_workspace() -> str:
