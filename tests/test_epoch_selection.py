@@ -120,13 +120,18 @@ def test_a_nan_best_epoch_is_no_model_epoch():
 
 
 @pytest.fixture
-def read_only_connections():
-    """Every new SQLAlchemy connection of this process is read-only (SQLite ``query_only``,
-    PostgreSQL ``default_transaction_read_only``), like a read-only role or a hot standby."""
+def read_only_connections(monkeypatch):
+    """Every new connection of this process is read-only (SQLite ``query_only``, PostgreSQL
+    ``default_transaction_read_only``), like a read-only role or a hot standby: the reader's
+    own sqlite3 connections and every SQLAlchemy one."""
     import sqlite3
 
     from sqlalchemy import event
     from sqlalchemy.engine import Engine
+
+    from deepfake_detect.leaderboard import sql_connection
+
+    monkeypatch.setattr(sql_connection, "SQLITE_SETUP", ["PRAGMA query_only = ON"])
 
     def read_only(dbapi_connection, _record) -> None:
         cursor = dbapi_connection.cursor()

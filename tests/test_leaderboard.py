@@ -333,13 +333,14 @@ def test_same_experiment_name_in_two_workspaces_does_not_collapse(golden_store, 
 
 def test_the_export_loads_only_what_it_needs(golden_store, tmp_path):
     """A --no-chart export reads SQL and writes text: importing MLflow (2 s with its schema
-    module), pandas (0.4 s) or OmegaConf would be most of a 16k-run export's time."""
+    module), pandas (0.4 s) or OmegaConf would be most of a 16k-run export's time, and
+    SQLAlchemy (0.15 s) is not needed for a SQLite file."""
     uri, _ = golden_store
     code = (
         "import sys; from deepfake_detect.commands.cli import main; "
         f"rc = main(['leaderboard', '--tracking-uri', {uri!r}, '--out', "
         f"{str(tmp_path / 'x.csv')!r}, '--no-chart']); assert rc == 0; "
-        "loaded = [m for m in ('mlflow', 'pandas', 'omegaconf', 'tensorflow') "
+        "loaded = [m for m in ('mlflow', 'pandas', 'omegaconf', 'tensorflow', 'sqlalchemy') "
         "if m in sys.modules]; assert not loaded, loaded"
     )
     result = run_cli(["-c", code])
@@ -404,3 +405,21 @@ def test_the_supported_schema_is_mlflows_head(tmp_path, monkeypatch):
     for layout in ('down_revision = (\n    "bbb",\n    "ccc",\n)\n', "down_revision = PARENT\n"):
         (tmp_path / "d.py").write_text(f'revision = "ddd"\n{layout}')  # not one literal line
         assert sql_reader.supported_schema() == _get_latest_schema_revision()
+
+
+def test_list_parameters_expand_on_both_connection_kinds(golden_store):
+    """The reader's SQL binds lists (``IN :keys``): expanded for sqlite3 and SQLAlchemy alike;
+    an empty list matches nothing; a parameter whose name extends another's is left alone."""
+    from deepfake_detect.leaderboard.sql_connection import Database, DatabaseError
+
+    uri, ids = golden_store
+    query = "SELECT COUNT(*) FROM runs WHERE run_uuid IN :runs AND name != :runs_name"
+    for address in (uri, uri + "?timeout=5"):  # a query string: SQLAlchemy's connection
+        database = Database(address)
+        with database.connect() as db:
+            both = {"runs": [ids["failed"], ids["swapped"]], "runs_name": ""}
+            assert db.rows(query, both) == [(2,)]
+            assert db.rows(query, {"runs": [], "runs_name": ""}) == [(0,)]
+            with pytest.raises(DatabaseError, match="no such table"):
+                db.rows("SELECT * FROM no_table")
+        database.close()

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import csv
 import io
+import math
 from collections.abc import Callable
 from pathlib import Path
 
 from deepfake_detect.config.output_files import write_atomically
-from deepfake_detect.leaderboard.table import FLAG, FLOAT, INTEGER, Column, Leaderboard, column_kind
+from deepfake_detect.leaderboard.table import FLAG, FLOAT, Column, Leaderboard, column_kind
 
 CHART_ROWS = 25  # a readable chart: the top of the table
 SUMMARY_COLUMNS = ("model", "epoch", "val_loss", "val_acc", "val_auc", "test_auc")
@@ -21,12 +22,14 @@ def column_cells(name: str, values: Column, float_text: FloatText = FOUR_DECIMAL
     columns in a fraction of a second): floats through ``float_text``, counts as digits,
     missing values blank."""
     kind = column_kind(name)
-    if kind == FLOAT:
-        return ["" if v != v else float_text(v) for v in values]  # type: ignore[arg-type]
-    if kind == INTEGER:
-        return ["" if v is None else str(v) for v in values]
     if kind == FLAG:
         return [str(bool(v)) for v in values]
+    if kind == FLOAT and not any(map(math.isnan, values)):  # type: ignore[arg-type]
+        return list(map(float_text, values))  # type: ignore[arg-type]  # a loop in C
+    if kind == FLOAT:
+        return ["" if v != v else float_text(v) for v in values]  # type: ignore[arg-type]
+    if None not in values:
+        return list(map(str, values))
     return ["" if v is None else str(v) for v in values]
 
 

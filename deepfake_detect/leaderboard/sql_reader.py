@@ -23,9 +23,6 @@ from concurrent.futures import ThreadPoolExecutor
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
-import sqlalchemy
-from sqlalchemy import bindparam, text
-
 from deepfake_detect.leaderboard.records import (
     ALWAYS_READ_PARAMS,
     RunRecord,
@@ -34,6 +31,7 @@ from deepfake_detect.leaderboard.records import (
     choose_experiments,
 )
 from deepfake_detect.leaderboard.selection import EPOCH_KEY, EpochFacts, as_epoch, pick_epoch
+from deepfake_detect.leaderboard.sql_connection import Connection, Database, DatabaseError
 from deepfake_detect.tracking.store import redact
 from deepfake_detect.tracking.vocabulary import (
     BEST_EPOCH_METRIC,
@@ -47,20 +45,18 @@ from deepfake_detect.tracking.vocabulary import (
 )
 
 _ACTIVE_RUNS = "r.lifecycle_stage = 'active' AND r.experiment_id IN :experiments"
-_RUNS = text(
-    f"SELECT r.run_uuid, r.name, r.status, r.experiment_id FROM runs r WHERE {_ACTIVE_RUNS}"
-).bindparams(bindparam("experiments", expanding=True))
-_TAGS = text(
+_RUNS = f"SELECT r.run_uuid, r.name, r.status, r.experiment_id FROM runs r WHERE {_ACTIVE_RUNS}"
+_TAGS = (
     "SELECT t.run_uuid, t.key, t.value FROM tags t JOIN runs r ON r.run_uuid = t.run_uuid "
     f"WHERE {_ACTIVE_RUNS} AND t.key IN :keys"
-).bindparams(bindparam("experiments", expanding=True), bindparam("keys", expanding=True))
+)
 # The per-run aggregates the epoch rule needs. They scan one metric key each through
 # MLflow's (key, ...) primary key, for every run of the store (rows of other runs are dropped
 # in Python; a per-run index lookup was far slower without planner statistics).
-_LAST_STEPS = text(
+_LAST_STEPS = (
     "SELECT run_uuid, key, MAX(step) FROM metrics WHERE key IN :keys GROUP BY run_uuid, key"
-).bindparams(bindparam("keys", expanding=True))
-_MODEL_EPOCHS = text(  # ordered: the latest logged best_epoch comes last
+)
+_MODEL_EPOCHS = (  # ordered: the latest logged best_epoch comes last
     "SELECT run_uuid, value, is_nan FROM metrics WHERE key = :key ORDER BY step, timestamp, value"
 )
 # the best step of the ranking metric per run: NaN last, ties to the earliest step ({order} is
@@ -99,7 +95,7 @@ MIGRATIONS = ("store", "db_migrations", "versions")  # inside the mlflow package
 _REVISION_LINE = re.compile(r"^(revision|down_revision)\s*(?::[^=]+)?=\s*(.+?)\s*$", re.M)
 
 
-def _values_query(keys: Sequence[str], bound_runs: int | None) -> sqlalchemy.TextClause:
+def _values_query(keys: Sequence[str], bound_runs: int | None) -> str:
     """One row per chosen run: how many rows and distinct keys made it (more rows than keys:
     a step was logged twice), then its values of ``keys`` (bound as ``key<i>``) at its row
     epoch (NaN as NULL). The runs come from the temporary table, or when ``bound_runs`` is a
@@ -113,22 +109,22 @@ def _values_query(keys: Sequence[str], bound_runs: int | None) -> sqlalchemy.Tex
         f"MAX(CASE WHEN m.key = :key{i} AND NOT m.is_nan THEN m.value END)"
         for i in range(len(keys))
     )
-    return text(
+    return (
         f"{prefix}SELECT c.run_uuid, COUNT(*), COUNT(DISTINCT m.key), {pivot} "
         f"FROM {source} c CROSS JOIN metrics m "
         "WHERE m.run_uuid = c.run_uuid AND m.step = c.step AND m.key IN :keys "
         "GROUP BY c.run_uuid"
-    ).bindparams(bindparam("keys", expanding=True))
+    )
 
 
 # runs with a re-logged step: their rows, oldest first (the latest value wins)
-_RELOGGED_VALUES = text(
+_RELOGGED_VALUES = (
     "SELECT m.run_uuid, m.step, m.key, m.value, m.is_nan FROM metrics m "
     "WHERE m.run_uuid IN :runs AND m.key IN :keys ORDER BY m.timestamp, m.value"
-).bindparams(bindparam("runs", expanding=True), bindparam("keys", expanding=True))
+)
 
 
-def _param_queries(table: bool) -> tuple[sqlalchemy.TextClause, sqlalchemy.TextClause]:
+def _param_queries(table: bool) -> tuple[str, str]:
     """Over the chosen runs (the temporary table) or else all the experiments' runs: which
     param keys vary or are missing somewhere (key, count, distinct), and those keys' values."""
     runs = (
@@ -136,15 +132,8 @@ def _param_queries(table: bool) -> tuple[sqlalchemy.TextClause, sqlalchemy.TextC
         if table
         else f"JOIN runs r ON r.run_uuid = p.run_uuid WHERE {_ACTIVE_RUNS}"
     )
-    spread = text(
-        f"SELECT p.key, COUNT(*), COUNT(DISTINCT p.value) FROM params p {runs} GROUP BY p.key"
-    )
-    values = text(
-        f"SELECT p.run_uuid, p.key, p.value FROM params p {runs} AND p.key IN :keys"
-    ).bindparams(bindparam("keys", expanding=True))
-    if not table:
-        spread = spread.bindparams(bindparam("experiments", expanding=True))
-        values = values.bindparams(bindparam("experiments", expanding=True))
+    spread = f"SELECT p.key, COUNT(*), COUNT(DISTINCT p.value) FROM params p {runs} GROUP BY p.key"
+    values = f"SELECT p.run_uuid, p.key, p.value FROM params p {runs} AND p.key IN :keys"
     return spread, values
 
 
@@ -160,22 +149,22 @@ def read_runs_sql(
     """Training runs of the named experiments (of one sweep), each with the values of ``keys``
     at the epoch its row reports (ranked by ``metric``, ``selection`` best or last) and the
     params that tell the runs apart."""
-    engine = sqlalchemy.create_engine(uri)
+    database = Database(uri)
     try:
-        with engine.connect() as db:
+        with database.connect() as db:
             check_schema(db, uri)
             records, experiment_ids, runs_read = _read_runs(db, names, sweep, include_failed)
             if records:
                 _choose_epochs(db, records, metric, selection)
-                _read_values(engine, db, records, keys)
+                _read_values(database, db, records, keys)
                 table = _create_chosen_table(db, list(records.values()))
                 _read_params(db, records, experiment_ids, runs_read, table)
             return list(records.values())
-    except sqlalchemy.exc.DBAPIError as error:
-        reason = str(error.orig).strip().splitlines()[0]
+    except DatabaseError as error:
+        reason = str(error).strip().splitlines()[0]
         raise StoreError(f"{redact(uri)} is not a readable MLflow store ({reason})") from error
     finally:
-        engine.dispose()
+        database.close()
 
 
 def supported_schema() -> str:
@@ -228,10 +217,10 @@ def _migration_scripts() -> list[Path]:
     return sorted(folder.glob("*.py"))
 
 
-def check_schema(db: sqlalchemy.Connection, uri: str) -> None:
+def check_schema(db: Connection, uri: str) -> None:
     """Refuse a store whose schema is not the supported one: the queries read MLflow's own
     tables, which change between versions."""
-    found = db.execute(text("SELECT version_num FROM alembic_version")).scalar()
+    found = db.rows("SELECT version_num FROM alembic_version")[0][0]
     expected = supported_schema()
     if found != expected:
         raise StoreError(
@@ -261,21 +250,19 @@ def current_workspace() -> str:
 
 
 def _read_runs(
-    db: sqlalchemy.Connection, names: Sequence[str], sweep: str | None, include_failed: bool
+    db: Connection, names: Sequence[str], sweep: str | None, include_failed: bool
 ) -> tuple[dict[str, RunRecord], list[int], int]:
     """The exported runs (not yet with values), the experiment ids read and how many active
     runs they hold."""
-    rows = db.execute(
-        text(
-            "SELECT experiment_id, name FROM experiments "
-            "WHERE lifecycle_stage = 'active' AND workspace = :workspace"
-        ),
+    rows = db.rows(
+        "SELECT experiment_id, name FROM experiments "
+        "WHERE lifecycle_stage = 'active' AND workspace = :workspace",
         {"workspace": current_workspace()},
     )
     experiments = choose_experiments({name: str(eid) for eid, name in rows}, names)
     ids = [int(eid) for eid in experiments]
     tags: dict[str, dict[str, str]] = defaultdict(dict)
-    for run_id, key, value in db.execute(
+    for run_id, key, value in db.rows(
         _TAGS,
         {"experiments": ids, "keys": [RUN_TYPE_TAG, PARENT_TAG, PRUNED_TAG]},
     ):
@@ -283,7 +270,7 @@ def _read_runs(
     check_sweep(sweep, [r for r, t in tags.items() if t.get(RUN_TYPE_TAG) == SWEEP])
     records: dict[str, RunRecord] = {}
     runs_read = 0
-    for run_id, name, status, experiment_id in db.execute(_RUNS, {"experiments": ids}):
+    for run_id, name, status, experiment_id in db.rows(_RUNS, {"experiments": ids}):
         runs_read += 1
         run_tags = tags.get(run_id, {})
         if run_tags.get(RUN_TYPE_TAG) in (SWEEP, EVALUATION):
@@ -306,29 +293,29 @@ def _read_runs(
 
 
 def _choose_epochs(
-    db: sqlalchemy.Connection, records: dict[str, RunRecord], metric: str, selection: str
+    db: Connection, records: dict[str, RunRecord], metric: str, selection: str
 ) -> None:
     """Each record's row epoch from the database's aggregates, queried only where the rule
     needs them: a ``best`` row of a run that logged ``best_epoch`` needs nothing else, the
     last steps only serve ``--select last``, test metrics and runs without a finite value."""
     model_epochs: dict[str, int | None] = {}
     if selection == "best":
-        for run_id, value, is_nan in db.execute(_MODEL_EPOCHS, {"key": BEST_EPOCH_METRIC}):
+        for run_id, value, is_nan in db.rows(_MODEL_EPOCHS, {"key": BEST_EPOCH_METRIC}):
             model_epochs[run_id] = None if is_nan else as_epoch(value)
     unresolved = [r for r in records if model_epochs.get(r) is None]
     best: dict[str, int] = {}
     if unresolved and selection == "best" and metric not in TEST_KEYS:
         higher = higher_is_better(metric)
-        grouped = text(_GROUPED_BEST_STEPS.format(aggregate="MAX" if higher else "MIN"))
-        rows = db.execute(grouped, {"key": metric}).all()
+        grouped = _GROUPED_BEST_STEPS.format(aggregate="MAX" if higher else "MIN")
+        rows = db.rows(grouped, {"key": metric})
         if any(relogged for _, _, relogged in rows):
-            ranked = text(_BEST_STEPS.format(order="DESC" if higher else "ASC", rows=_LATEST_ROWS))
-            rows = db.execute(ranked, {"key": metric}).all()
+            ranked = _BEST_STEPS.format(order="DESC" if higher else "ASC", rows=_LATEST_ROWS)
+            rows = db.rows(ranked, {"key": metric})
         best = {row[0]: int(row[1]) for row in rows}
     last: dict[tuple[str, str], int] = {}
     if any(run not in best for run in unresolved):  # last epochs: for `last` and fallbacks
         keys = sorted({metric, EPOCH_KEY})
-        last = {(run, key): int(step) for run, key, step in db.execute(_LAST_STEPS, {"keys": keys})}
+        last = {(run, key): int(step) for run, key, step in db.rows(_LAST_STEPS, {"keys": keys})}
     for run_id, record in records.items():
         facts = EpochFacts(
             model_epoch=model_epochs.get(run_id),
@@ -339,53 +326,49 @@ def _choose_epochs(
         record.epoch = pick_epoch(facts, metric, selection)
 
 
-def _create_chosen_table(db: sqlalchemy.Connection, records: Sequence[RunRecord]) -> bool:
+def _create_chosen_table(db: Connection, records: Sequence[RunRecord]) -> bool:
     """The connection's temporary table of ``records`` and their epochs; False where it may
     not create one (read-only transaction): the queries then bind the runs instead."""
     if not records:
         return False
     try:  # a pooled SQLite connection may still hold the table (its DDL is not rolled back)
-        db.execute(
-            text(
-                f"CREATE TEMPORARY TABLE IF NOT EXISTS {_CHOSEN} "
-                "(run_uuid VARCHAR(32) PRIMARY KEY, step BIGINT)"
-            )
+        db.run(
+            f"CREATE TEMPORARY TABLE IF NOT EXISTS {_CHOSEN} "
+            "(run_uuid VARCHAR(32) PRIMARY KEY, step BIGINT)"
         )
-        db.execute(text(f"DELETE FROM {_CHOSEN}"))
-        # straight to the driver's executemany: a third of the time of bound dicts
-        mark = "?" if db.dialect.paramstyle == "qmark" else "%s"  # sqlite3 / psycopg2
-        db.exec_driver_sql(
-            f"INSERT INTO {_CHOSEN} (run_uuid, step) VALUES ({mark}, {mark})",
+        db.run(f"DELETE FROM {_CHOSEN}")
+        db.insert_many(
+            f"INSERT INTO {_CHOSEN} (run_uuid, step) VALUES (?, ?)",
             [(r.run_id, r.epoch) for r in records],
         )
-    except sqlalchemy.exc.DBAPIError:
+    except DatabaseError:
         db.rollback()
         return False
     return True
 
 
 def _value_rows(
-    engine: sqlalchemy.Engine, chosen: Sequence[RunRecord], keys: list[str]
-) -> list[sqlalchemy.Row]:
+    database: Database, chosen: Sequence[RunRecord], keys: list[str]
+) -> list[Sequence[object]]:
     """The pivoted value rows of ``chosen`` (see :func:`_values_query`), on a connection of
     their own: over its temporary table in one query, else ``CHUNK`` bound runs a query."""
     bound_keys = {"keys": keys, **{f"key{i}": key for i, key in enumerate(keys)}}
-    with engine.connect() as db:
+    with database.connect() as db:
         if _create_chosen_table(db, chosen):
-            return db.execute(_values_query(keys, None), bound_keys).all()
+            return db.rows(_values_query(keys, None), bound_keys)
         rows = []
         for start in range(0, len(chosen), CHUNK):
             chunk = chosen[start : start + CHUNK]
             bound = dict(bound_keys)
             for i, record in enumerate(chunk):
                 bound[f"run{i}"], bound[f"step{i}"] = record.run_id, record.epoch
-            rows += db.execute(_values_query(keys, len(chunk)), bound).all()
+            rows += db.rows(_values_query(keys, len(chunk)), bound)
         return rows
 
 
 def _read_values(
-    engine: sqlalchemy.Engine,
-    db: sqlalchemy.Connection,
+    database: Database,
+    db: Connection,
     records: dict[str, RunRecord],
     keys: Sequence[str],
 ) -> None:
@@ -400,7 +383,7 @@ def _read_values(
     workers = VALUE_WORKERS if len(chosen) >= 2 * CHUNK else 1
     parts = [chosen[i::workers] for i in range(workers)]
     with ThreadPoolExecutor(workers) as pool:
-        results = list(pool.map(lambda part: _value_rows(engine, part, keys), parts))
+        results = list(pool.map(lambda part: _value_rows(database, part, keys), parts))
     relogged = []
     for run_id, count, distinct, *values in (row for part in results for row in part):
         records[run_id].values = {
@@ -411,13 +394,13 @@ def _read_values(
     for start in range(0, len(relogged), CHUNK):  # rows of all epochs: keep the chosen one
         chunk = {record.run_id: record for record in relogged[start : start + CHUNK]}
         query = {"runs": list(chunk), "keys": keys}
-        for run_id, step, key, value, is_nan in db.execute(_RELOGGED_VALUES, query):
+        for run_id, step, key, value, is_nan in db.rows(_RELOGGED_VALUES, query):
             if step == chunk[run_id].epoch:
                 chunk[run_id].values[key] = math.nan if is_nan else float(value)
 
 
 def _read_params(
-    db: sqlalchemy.Connection,
+    db: Connection,
     records: dict[str, RunRecord],
     experiment_ids: list[int],
     runs_read: int,
@@ -432,9 +415,9 @@ def _read_params(
     total = len(records) if table else runs_read
     experiments = {} if table else {"experiments": experiment_ids}
     wanted = set(ALWAYS_READ_PARAMS)
-    for key, count, distinct in db.execute(spread, experiments):
+    for key, count, distinct in db.rows(spread, experiments):
         if distinct > 1 or count < total:
             wanted.add(key)
-    for run_id, key, value in db.execute(values, {**experiments, "keys": sorted(wanted)}):
+    for run_id, key, value in db.rows(values, {**experiments, "keys": sorted(wanted)}):
         if run_id in records:
             records[run_id].params[key] = value

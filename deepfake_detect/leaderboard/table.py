@@ -193,6 +193,8 @@ def consistency_warnings(columns: dict[str, Column]) -> list[str]:
 def _as_counts(values: Column) -> Column:
     """Logged counts (floats) as integers, rounded; None (blank in the table) where missing,
     NaN or not below 2**53 in size (``abs`` of NaN compares False)."""
+    if values and max(map(abs, values)) < 2**53 and not any(map(math.isnan, values)):  # type: ignore[arg-type]
+        return list(map(round, values))  # type: ignore[arg-type]  # a loop in C
     return [round(v) if abs(v) < 2**53 else None for v in values]  # type: ignore[arg-type]
 
 
