@@ -201,14 +201,12 @@ def _as_counts(values: Column) -> Column:
 def _row_order(columns: dict[str, Column], metric: str) -> list[int]:
     """Rows best first by ``metric`` (missing last), then by model and run id (stable)."""
     sign = -1.0 if higher_is_better(metric) else 1.0
-    ranked, models, run_ids = columns[metric], columns["model"], columns["run_id"]
-
-    def key(row: int) -> tuple[bool, float, str, str]:
-        value = float(ranked[row])  # type: ignore[arg-type]
-        missing = math.isnan(value)
-        return missing, 0.0 if missing else sign * value, str(models[row]), str(run_ids[row])
-
-    return sorted(range(len(ranked)), key=key)
+    ranked = columns[metric]
+    missing = list(map(math.isnan, ranked))  # type: ignore[arg-type]
+    signed = [0.0 if gap else sign * v for gap, v in zip(missing, ranked, strict=True)]  # type: ignore[operator]
+    names, run_ids = map(str, columns["model"]), map(str, columns["run_id"])
+    keys = list(zip(missing, signed, names, run_ids, strict=True))
+    return sorted(range(len(keys)), key=keys.__getitem__)
 
 
 def build_leaderboard(
