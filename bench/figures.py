@@ -58,14 +58,22 @@ class Goal:
     max_spread: float | None = None
 
     def verdict(self, figure: dict) -> str:
-        """``met`` or ``not met`` for a figure (its spread counts only where bounded)."""
-        median, spread = figure["median"], figure["spread"]
-        met = (self.at_least is None or median >= self.at_least) and (
-            self.at_most is None or median <= self.at_most
-        )
-        if self.max_spread is not None:
-            met = met and spread is not None and spread <= self.max_spread
-        return "met" if met else "**not met**"
+        """``met`` when the median and every repeat are within the bounds (and the spread,
+        where bounded); ``inconclusive`` when the median is but some repeat is not; else
+        ``not met``."""
+        median, spread, values = figure["median"], figure["spread"], figure["values"]
+        if median is None:
+            return "**not measured**"
+
+        def within(value: float) -> bool:
+            return (self.at_least is None or value >= self.at_least) and (
+                self.at_most is None or value <= self.at_most
+            )
+
+        spread_ok = self.max_spread is None or (spread is not None and spread <= self.max_spread)
+        if not within(median) or not spread_ok:
+            return "**not met**"
+        return "met" if all(map(within, values)) else "inconclusive"
 
 
 @dataclass(frozen=True)

@@ -44,7 +44,13 @@ def figures_table(bench: dict) -> str:
         if figure is None:
             continue
         values, spread = figure["values"], figure["spread"]
-        shown = f"{100 * spread:.0f} % over {len(values)}" if spread is not None else "one value"
+        shown = (
+            f"{100 * spread:.0f} % over {len(values)}"
+            if spread is not None
+            else "one value"
+            if len(values) < 2
+            else f"undefined (median 0) over {len(values)}"
+        )
         agree = "**NOISY**" if figure["noisy"] else "clean"
         where = f" ({figure['store']})" if "store" in figure else ""
         lines.append(

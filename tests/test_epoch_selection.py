@@ -163,16 +163,28 @@ def test_two_connections_and_small_chunks_give_the_same_table(
     pd.testing.assert_frame_equal(build_leaderboard(in_sql).table, build_leaderboard(whole).table)
 
 
-def test_a_read_only_connection_gives_the_same_table(random_store, read_only_connections):
+def test_a_read_only_connection_gives_the_same_table(
+    random_store, read_only_connections, monkeypatch
+):
     """No temporary table can be made: the runs are bound into the queries instead."""
-    import sqlalchemy
+    from deepfake_detect.leaderboard import sql_reader
+    from deepfake_detect.leaderboard.sql_connection import Database, DatabaseError
 
-    engine = sqlalchemy.create_engine(random_store)
-    with engine.connect() as db, pytest.raises(sqlalchemy.exc.DBAPIError):
-        db.execute(sqlalchemy.text("CREATE TEMPORARY TABLE probe (a INTEGER)"))
-    engine.dispose()
+    database = Database(random_store)  # the reader's own kind of connection (sqlite3 or not)
+    with database.connect() as db, pytest.raises(DatabaseError):
+        db.run("CREATE TEMPORARY TABLE probe (a INTEGER)")
+    database.close()
+    made: list[bool] = []
+    create = sql_reader._create_chosen_table
+
+    def recording(db, records):
+        made.append(create(db, records))
+        return made[-1]
+
+    monkeypatch.setattr(sql_reader, "_create_chosen_table", recording)
     whole = read_runs_api(random_store, [], None, True, [*ROW_KEYS, BEST_EPOCH_METRIC])
     in_sql = read_runs_sql(random_store, [], None, True, ROW_KEYS, "val_loss", "best")
+    assert made and not any(made)  # every query took the bound-runs path
     pd.testing.assert_frame_equal(
         build_leaderboard(in_sql, "val_loss").table, build_leaderboard(whole, "val_loss").table
     )

@@ -422,4 +422,22 @@ def test_list_parameters_expand_on_both_connection_kinds(golden_store):
             assert db.rows(query, {"runs": [], "runs_name": ""}) == [(0,)]
             with pytest.raises(DatabaseError, match="no such table"):
                 db.rows("SELECT * FROM no_table")
+            # a list named like another's items, a scalar named like an item
+            tricky = {"runs": [ids["failed"]], "runs_0": [ids["swapped"]], "runs_1": "x"}
+            sql = "SELECT :runs_1, COUNT(*) FROM runs WHERE run_uuid IN :runs_0"
+            assert db.rows(sql, tricky) == [("x", 1)]
+            assert db.rows(sql.replace("IN :runs_0", "IN :runs"), tricky) == [("x", 1)]
         database.close()
+    with Database(uri).connect() as db:  # sqlite3 leaves a ':name' string literal alone
+        assert db.rows("SELECT ':runs' WHERE 1 IN :runs", {"runs": [1]}) == [(":runs",)]
+
+
+def test_a_store_without_a_schema_revision_is_refused(tmp_path, capsys):
+    """An empty alembic_version table (an interrupted migration) is named, not a traceback."""
+    import sqlite3
+
+    db = tmp_path / "mlflow.db"
+    with sqlite3.connect(db) as connection:
+        connection.execute("CREATE TABLE alembic_version (version_num VARCHAR(32))")
+    assert export(f"sqlite:///{db}", tmp_path / "x.csv") == 2
+    assert "has MLflow schema revision None" in capsys.readouterr().err

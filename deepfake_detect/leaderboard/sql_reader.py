@@ -220,7 +220,8 @@ def _migration_scripts() -> list[Path]:
 def check_schema(db: Connection, uri: str) -> None:
     """Refuse a store whose schema is not the supported one: the queries read MLflow's own
     tables, which change between versions."""
-    found = db.rows("SELECT version_num FROM alembic_version")[0][0]
+    revision = db.rows("SELECT version_num FROM alembic_version")
+    found = revision[0][0] if revision else None  # an empty table: no revision at all
     expected = supported_schema()
     if found != expected:
         raise StoreError(
