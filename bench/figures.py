@@ -5,6 +5,7 @@ to judge). Every ratio and share in ``results/bench.json`` has this shape."""
 from __future__ import annotations
 
 import json
+import math
 import statistics
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -96,7 +97,7 @@ def strict_json(result: object) -> str:
     never the ``NaN`` token that strict parsers reject."""
 
     def clean(value: object) -> object:
-        if isinstance(value, float) and (value != value or value in (float("inf"), -float("inf"))):
+        if isinstance(value, float) and not math.isfinite(value):
             return None
         if isinstance(value, dict):
             return {key: clean(item) for key, item in value.items()}

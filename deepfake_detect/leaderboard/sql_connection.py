@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 import sqlite3
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from contextlib import closing, contextmanager
 from typing import Any, Protocol
 from urllib.parse import quote
 
@@ -68,25 +68,34 @@ class Connection(Protocol):
         """Undo what this connection has not committed."""
 
 
+@contextmanager
+def _refused(driver_error: type[Exception] | tuple[type[Exception], ...]) -> Iterator[None]:
+    """A driver's error inside the block as DatabaseError with the driver's first line
+    (SQLAlchemy wraps the driver's exception in ``.orig``)."""
+    try:
+        yield
+    except driver_error as error:
+        cause = getattr(error, "orig", None) or error
+        text = str(cause).strip()
+        raise DatabaseError(text.splitlines()[0] if text else type(cause).__name__) from error
+
+
 class _SqliteConnection:
     def __init__(self, connection: sqlite3.Connection) -> None:
         self._db = connection
 
     def rows(self, sql: str, params: Params | None = None) -> list[Sequence[Any]]:
         query, bound = expand_lists(sql, params or {})
-        try:
+        with _refused(sqlite3.Error):
             return self._db.execute(query, bound).fetchall()
-        except sqlite3.Error as error:
-            raise DatabaseError(str(error)) from error
 
     def run(self, sql: str) -> None:
-        self.insert_many(sql, [()])
+        with _refused(sqlite3.Error):
+            self._db.execute(sql)
 
     def insert_many(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
-        try:
+        with _refused(sqlite3.Error):
             self._db.executemany(sql, rows)
-        except sqlite3.Error as error:
-            raise DatabaseError(str(error)) from error
 
     def rollback(self) -> None:
         self._db.rollback()
@@ -94,40 +103,26 @@ class _SqliteConnection:
 
 class _AlchemyConnection:
     def __init__(self, connection: Any) -> None:  # a sqlalchemy.Connection
-        self._db = connection
+        from sqlalchemy import exc, text
+
+        self._db, self._text, self._error = connection, text, exc.DBAPIError
 
     def rows(self, sql: str, params: Params | None = None) -> list[Sequence[Any]]:
-        from sqlalchemy import exc, text
-
         query, bound = expand_lists(sql, params or {})
-        try:
-            return self._db.execute(text(query), bound).all()
-        except exc.DBAPIError as error:
-            raise DatabaseError(_first_line(error.orig)) from error
+        with _refused(self._error):
+            return self._db.execute(self._text(query), bound).all()
 
     def run(self, sql: str) -> None:
-        from sqlalchemy import exc, text
-
-        try:
-            self._db.execute(text(sql))
-        except exc.DBAPIError as error:
-            raise DatabaseError(_first_line(error.orig)) from error
+        with _refused(self._error):
+            self._db.execute(self._text(sql))
 
     def insert_many(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
-        from sqlalchemy import exc
-
         mark = "?" if self._db.dialect.paramstyle == "qmark" else "%s"  # psycopg2: %s
-        try:  # straight to the driver's executemany: a third of the time of bound dicts
-            self._db.exec_driver_sql(sql.replace("?", mark), list(rows))
-        except exc.DBAPIError as error:
-            raise DatabaseError(_first_line(error.orig)) from error
+        with _refused(self._error):  # straight to the driver's executemany: a third of the
+            self._db.exec_driver_sql(sql.replace("?", mark), list(rows))  # time of bound dicts
 
     def rollback(self) -> None:
         self._db.rollback()
-
-
-def _first_line(error: object) -> str:
-    return str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
 
 
 class Database:
@@ -151,27 +146,18 @@ class Database:
         if self._open is None:
             from sqlalchemy import exc
 
-            try:
+            with _refused(exc.DBAPIError):
                 alchemy = self._engine.connect()
-            except exc.DBAPIError as error:
-                raise DatabaseError(_first_line(error.orig)) from error
             with alchemy:
                 yield _AlchemyConnection(alchemy)
             return
-        try:
+        with _refused(sqlite3.Error):
             connection = self._open()
-        except sqlite3.Error as error:
-            raise DatabaseError(str(error)) from error
-        try:
-            for statement in SQLITE_SETUP:
-                connection.execute(statement)
-        except sqlite3.Error as error:
-            connection.close()
-            raise DatabaseError(str(error)) from error
-        try:
+        with closing(connection):
+            with _refused(sqlite3.Error):
+                for statement in SQLITE_SETUP:
+                    connection.execute(statement)
             yield _SqliteConnection(connection)
-        finally:
-            connection.close()
 
     def close(self) -> None:
         """Release the pooled connections (SQLAlchemy)."""

@@ -160,9 +160,8 @@ def read_runs_sql(
                 table = _create_chosen_table(db, list(records.values()))
                 _read_params(db, records, experiment_ids, runs_read, table)
             return list(records.values())
-    except DatabaseError as error:
-        reason = str(error).strip().splitlines()[0]
-        raise StoreError(f"{redact(uri)} is not a readable MLflow store ({reason})") from error
+    except DatabaseError as error:  # its message is the driver's first line
+        raise StoreError(f"{redact(uri)} is not a readable MLflow store ({error})") from error
     finally:
         database.close()
 
