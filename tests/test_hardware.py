@@ -82,6 +82,25 @@ def test_output_layer_stays_float32(compose_cfg, policy):
         keras.mixed_precision.set_global_policy("float32")
 
 
+def test_trainer_deterministic_switches_tensorflow_op_determinism(compose_cfg):
+    """The tag is not enough: the setting must reach TensorFlow, both ways (a reused joblib
+    worker may train ``deterministic=false`` after a ``true`` config)."""
+    from tensorflow.python.framework import config as tf_config
+
+    from deepfake_detect.training.fit import resolve_runtime
+
+    before = tf_config.is_op_determinism_enabled()
+    try:
+        for requested in (True, False, True):
+            cfg = compose_cfg([f"trainer.deterministic={str(requested).lower()}"])
+            choices, _, determinism = resolve_runtime(cfg)
+            assert tf_config.is_op_determinism_enabled() is requested
+            assert choices.deterministic is requested and determinism.deterministic is requested
+    finally:
+        (tf_config.enable_op_determinism if before else tf_config.disable_op_determinism)()
+        keras.mixed_precision.set_global_policy("float32")
+
+
 def test_strategy_selection():
     assert make_strategy("default").num_replicas_in_sync == 1
     mirrored = make_strategy("mirrored")
