@@ -1,9 +1,11 @@
-"""Timed training cases: the seed's loop, our pipeline, the in-memory ceiling, tracking."""
+"""Timed training cases: the seed's loop, our pipeline, the in-memory ceiling (fitted, or
+interleaved step by step), tracking."""
 
 from __future__ import annotations
 
 import statistics
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -15,6 +17,7 @@ from deepfake_detect.data.decode_cache import load_split
 from deepfake_detect.data.layout import scan_split
 from deepfake_detect.data.pipeline import make_dataset
 from deepfake_detect.models.cnn import build_cnn_baseline
+from deepfake_detect.models.mesonet import build_meso4
 from deepfake_detect.training.callbacks import (
     MlflowEpochLogger,
     PreciseBatchNorm,
@@ -24,6 +27,7 @@ from deepfake_detect.training.keras_metrics import tracked_metrics
 
 CLASSES = ["Real", "Fake"]
 SEED = 42
+WARM_STEPS = 3  # untimed steps of each case before the interleaved blocks
 
 
 @dataclass(frozen=True)
@@ -104,8 +108,8 @@ def steady_throughput(
     return Throughput(per_step, per_epoch)
 
 
-def seed_loop(spec: FitSpec) -> Throughput:
-    """The seed notebook: image_dataset_from_directory straight into fit, fp32."""
+def seed_dataset(spec: FitSpec):
+    """The seed notebook's input: image_dataset_from_directory, nothing else."""
     dataset = keras.utils.image_dataset_from_directory(
         spec.data_root / "Train",
         label_mode="binary",
@@ -115,9 +119,7 @@ def seed_loop(spec: FitSpec) -> Throughput:
         verbose=False,
     )
     n_images = sum(len(list((spec.data_root / "Train" / c).glob("*.jpg"))) for c in CLASSES)
-    return steady_throughput(
-        compiled_baseline(spec, "float32"), dataset, n_images, spec.batch_size, spec.epochs
-    )
+    return dataset, n_images
 
 
 def our_dataset(spec: FitSpec):
@@ -142,8 +144,8 @@ def ours(
     )
 
 
-def ceiling(spec: FitSpec, policy: str) -> Throughput:
-    """The same model fed from float32 tensors already in memory (no input cost)."""
+def ceiling_dataset(spec: FitSpec):
+    """float32 batches already in memory: a training step with no input cost."""
     files = scan_split(spec.data_root, "Train", CLASSES)
     decoded = load_split(files, spec.image_size, False, spec.cache_dir)
     images = tf.constant(np.asarray(decoded.images, dtype=np.float32))
@@ -154,9 +156,49 @@ def ceiling(spec: FitSpec, policy: str) -> Throughput:
         .cache()
         .prefetch(tf.data.AUTOTUNE)
     )
-    return steady_throughput(
-        compiled_baseline(spec, policy), dataset, len(files), spec.batch_size, spec.epochs
-    )
+    return dataset, len(files)
+
+
+def timed_step(model: keras.Model, dataset) -> Callable[[], float]:
+    """A function that runs one training step of ``model`` on the next batch of ``dataset``
+    (repeated) and returns its seconds: the compiled train function ``fit`` calls, batch
+    fetch included, called directly so that cases can take turns step by step."""
+    model.fit(dataset.take(1), epochs=1, verbose=0)  # traces the train function
+    train_function, iterator = model.train_function, iter(dataset.repeat())
+
+    def step() -> float:
+        start = time.perf_counter()
+        float(train_function(iterator)["loss"])  # the value: the step has finished
+        return time.perf_counter() - start
+
+    for _ in range(WARM_STEPS):
+        step()
+    return step
+
+
+def interleaved_steps(spec: FitSpec, policy: str, blocks: int, steps: int) -> dict[str, list]:
+    """images/s of ``seed_loop``, ``ours``, ``ceiling`` and ``meso4`` (our path) per block: in
+    each block the cases take ``steps`` turns of one training step each (the order rotating),
+    so all of them run under the same machine load, and each reports its median step. A
+    case's input pipeline prefetches during the others' steps too: the seed's JPEG decoding
+    then competes with our steps, which makes ``ours / seed_loop`` conservative."""
+    cases = {
+        "seed_loop": (compiled_baseline(spec, "float32"), seed_dataset(spec)[0]),
+        "ours": (compiled_baseline(spec, policy), our_dataset(spec)[0]),
+        "ceiling": (compiled_baseline(spec, policy), ceiling_dataset(spec)[0]),
+        "meso4": (compiled_baseline(spec, policy, build_meso4), our_dataset(spec)[0]),
+    }
+    steppers = [(name, timed_step(model, dataset)) for name, (model, dataset) in cases.items()]
+    speed: dict[str, list[float]] = {name: [] for name in cases}
+    for block in range(blocks):
+        seconds: dict[str, list[float]] = {name: [] for name in cases}
+        for turn in range(steps):
+            first = (block + turn) % len(steppers)
+            for name, step in steppers[first:] + steppers[:first]:
+                seconds[name].append(step())
+        for name, values in seconds.items():
+            speed[name].append(spec.batch_size / statistics.median(values))
+    return speed
 
 
 class TimedLogger(MlflowEpochLogger):

@@ -151,8 +151,10 @@ def test_bench_runs_end_to_end_in_tiny_mode(tmp_path):
     floor = ratios["leaderboard_vs_sql_floor"]
     assert floor["store"] == "20 runs x 10 epochs" and len(floor["values"]) == 3
     assert floor["median"] > 0 and "leaderboard / SQL floor" in result.stdout
-    for case in ("seed_loop", "ours", "ceiling"):
+    for case in ("seed_loop", "ours", "ceiling", "meso4", "ours_fit", "tracked"):
         assert report["cases"][case]["images_per_s"] > 0
+    for case in ("seed_loop", "ours", "ceiling", "meso4"):  # one interleaved block each
+        assert len(report["cases"][case]["repeats"]) == 1
     roofline = report["cases"]["roofline"]
     assert set(roofline["cases"]) == {
         "cnn_baseline/seed_loop",
