@@ -20,6 +20,7 @@ import re
 from collections import defaultdict
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
@@ -151,11 +152,13 @@ def read_runs_sql(
     params that tell the runs apart."""
     database = Database(uri)
     try:
-        with database.connect() as db:
+        with database.connect() as db, ThreadPoolExecutor(1) as pool:
             check_schema(db, uri)
+            # the store-wide epoch aggregates on a second connection while this one reads runs
+            aggregates = pool.submit(_epoch_aggregates, database, metric, selection)
             records, experiment_ids, runs_read = _read_runs(db, names, sweep, include_failed)
             if records:
-                _choose_epochs(db, records, metric, selection)
+                _choose_epochs(db, records, aggregates.result(), metric, selection)
                 _read_values(database, db, records, keys)
                 table = _create_chosen_table(db, list(records.values()))
                 _read_params(db, records, experiment_ids, runs_read, table)
@@ -292,26 +295,48 @@ def _read_runs(
     return records, ids, runs_read
 
 
-def _choose_epochs(
-    db: Connection, records: dict[str, RunRecord], metric: str, selection: str
-) -> None:
-    """Each record's row epoch from the database's aggregates, queried only where the rule
-    needs them: a ``best`` row of a run that logged ``best_epoch`` needs nothing else, the
-    last steps only serve ``--select last``, test metrics and runs without a finite value."""
+@dataclass(frozen=True)
+class EpochAggregates:
+    """What the database says about every run's epochs, before the runs are known: its
+    latest logged ``best_epoch`` (None where NaN) and, for ``best`` rows, the step where the
+    ranking metric is best."""
+
+    model_epochs: dict[str, int | None]
+    best_steps: dict[str, int]
+
+
+def _epoch_aggregates(database: Database, metric: str, selection: str) -> EpochAggregates:
+    """The per-run aggregates the epoch rule may need, for all runs of the store, on a
+    connection of its own (runs of other experiments are dropped later)."""
     model_epochs: dict[str, int | None] = {}
-    if selection == "best":
+    best: dict[str, int] = {}
+    with database.connect() as db:
+        if selection != "best":
+            return EpochAggregates(model_epochs, best)
         for run_id, value, is_nan in db.rows(_MODEL_EPOCHS, {"key": BEST_EPOCH_METRIC}):
             model_epochs[run_id] = None if is_nan else as_epoch(value)
+        if metric not in TEST_KEYS:
+            higher = higher_is_better(metric)
+            grouped = _GROUPED_BEST_STEPS.format(aggregate="MAX" if higher else "MIN")
+            rows = db.rows(grouped, {"key": metric})
+            if any(relogged for _, _, relogged in rows):
+                ranked = _BEST_STEPS.format(order="DESC" if higher else "ASC", rows=_LATEST_ROWS)
+                rows = db.rows(ranked, {"key": metric})
+            best = {row[0]: int(row[1]) for row in rows}
+    return EpochAggregates(model_epochs, best)
+
+
+def _choose_epochs(
+    db: Connection,
+    records: dict[str, RunRecord],
+    aggregates: EpochAggregates,
+    metric: str,
+    selection: str,
+) -> None:
+    """Each record's row epoch from the database's aggregates; the last steps are queried only
+    where the rule needs them (``--select last``, test metrics, runs without a finite value)."""
+    model_epochs, best = aggregates.model_epochs, aggregates.best_steps
     unresolved = [r for r in records if model_epochs.get(r) is None]
-    best: dict[str, int] = {}
-    if unresolved and selection == "best" and metric not in TEST_KEYS:
-        higher = higher_is_better(metric)
-        grouped = _GROUPED_BEST_STEPS.format(aggregate="MAX" if higher else "MIN")
-        rows = db.rows(grouped, {"key": metric})
-        if any(relogged for _, _, relogged in rows):
-            ranked = _BEST_STEPS.format(order="DESC" if higher else "ASC", rows=_LATEST_ROWS)
-            rows = db.rows(ranked, {"key": metric})
-        best = {row[0]: int(row[1]) for row in rows}
     last: dict[tuple[str, str], int] = {}
     if any(run not in best for run in unresolved):  # last epochs: for `last` and fallbacks
         keys = sorted({metric, EPOCH_KEY})
