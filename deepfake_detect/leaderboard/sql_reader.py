@@ -154,11 +154,15 @@ def read_runs_sql(
     try:
         with database.connect() as db, ThreadPoolExecutor(1) as pool:
             check_schema(db, uri)
-            # the store-wide epoch aggregates on a second connection while this one reads runs
-            aggregates = pool.submit(_epoch_aggregates, database, metric, selection)
+            # `best` rows: the store-wide epoch aggregates on a second connection while this
+            # one reads the runs (`last` rows need none)
+            pending = None
+            if selection == "best":
+                pending = pool.submit(_epoch_aggregates, database, metric)
             records, experiment_ids, runs_read = _read_runs(db, names, sweep, include_failed)
             if records:
-                _choose_epochs(db, records, aggregates.result(), metric, selection)
+                aggregates = pending.result() if pending else EpochAggregates({}, {})
+                _choose_epochs(db, records, aggregates, metric, selection)
                 _read_values(database, db, records, keys)
                 table = _create_chosen_table(db, list(records.values()))
                 _read_params(db, records, experiment_ids, runs_read, table)
@@ -305,14 +309,14 @@ class EpochAggregates:
     best_steps: dict[str, int]
 
 
-def _epoch_aggregates(database: Database, metric: str, selection: str) -> EpochAggregates:
-    """The per-run aggregates the epoch rule may need, for all runs of the store, on a
-    connection of its own (runs of other experiments are dropped later)."""
+def _epoch_aggregates(database: Database, metric: str) -> EpochAggregates:
+    """The per-run aggregates ``best`` rows may need, for all runs of the store, on a
+    connection of its own (runs of other experiments are dropped later). The ranking metric's
+    best steps are read even where every run logged ``best_epoch`` (unknown until the runs
+    are read): a scan of one metric key that overlaps the main connection's reads."""
     model_epochs: dict[str, int | None] = {}
     best: dict[str, int] = {}
     with database.connect() as db:
-        if selection != "best":
-            return EpochAggregates(model_epochs, best)
         for run_id, value, is_nan in db.rows(_MODEL_EPOCHS, {"key": BEST_EPOCH_METRIC}):
             model_epochs[run_id] = None if is_nan else as_epoch(value)
         if metric not in TEST_KEYS:
