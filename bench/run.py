@@ -32,7 +32,7 @@ PROFILES = {
         "epochs": 6,
         "repeats": 5,
         "blocks": 5,
-        "block_steps": 15,
+        "block_steps": 30,
         "lb_stores": [(1000, 10), (4000, 10), (16000, 10), (1000, 40)],
         "cache_counts": (1000, 4000),
         # the demo grid with and without sweep.pruning: (image px, extra overrides) or None
@@ -46,7 +46,7 @@ PROFILES = {
         "epochs": 3,
         "repeats": 5,
         "blocks": 5,
-        "block_steps": 12,
+        "block_steps": 24,
         "lb_stores": [(1000, 10), (16000, 10)],  # the scale for the floor ratio
         "cache_counts": (500, 2000),
         "pruning_grid": None,
@@ -362,7 +362,7 @@ def main(argv: list[str] | None = None) -> int:
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
-        "--quick", action="store_true", help="smaller data, fewer epochs (about 10 minutes here)"
+        "--quick", action="store_true", help="smaller data, fewer epochs (about 13 minutes here)"
     )
     parser.add_argument("--tiny", action="store_true", help="smoke test size (seconds)")
     parser.add_argument("--out", type=Path, default=RESULTS_DIR / "bench.json")
