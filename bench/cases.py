@@ -137,13 +137,11 @@ def our_dataset(spec: FitSpec):
     return make_dataset(decoded, spec.batch_size, shuffle=True, seed=SEED), len(files)
 
 
-def ours(
-    spec: FitSpec, policy: str, callbacks: list | None = None, builder=build_cnn_baseline
-) -> Throughput:
+def ours(spec: FitSpec, policy: str, callbacks: list | None = None) -> Throughput:
     """Our trainer's default path (pipeline + auto precision), optionally with callbacks."""
     dataset, n_images = our_dataset(spec)
     return steady_throughput(
-        compiled_baseline(spec, policy, builder),
+        compiled_baseline(spec, policy),
         dataset,
         n_images,
         spec.batch_size,
@@ -215,11 +213,12 @@ def interleaved_steps(spec: FitSpec, policy: str, blocks: int, steps: int) -> di
     refills its prefetch buffer during the other cases' steps. The seed's JPEG decoding is the
     largest such refill, so ``ours / seed_loop`` here understates our gain; the fitted cases
     measure the input path end to end."""
+    ours_data = our_dataset(spec)[0]  # one pipeline, an iterator of its own per case
     builds = {
         "seed_loop": lambda: (compiled_baseline(spec, "float32"), seed_dataset(spec)[0]),
-        "ours": lambda: (compiled_baseline(spec, policy), our_dataset(spec)[0]),
+        "ours": lambda: (compiled_baseline(spec, policy), ours_data),
         "ceiling": lambda: (compiled_baseline(spec, policy), ceiling_dataset(spec)[0]),
-        "meso4": lambda: (compiled_baseline(spec, policy, build_meso4), our_dataset(spec)[0]),
+        "meso4": lambda: (compiled_baseline(spec, policy, build_meso4), ours_data),
     }
     # each model traced right after it was built, under its own global precision policy
     steppers = [(name, timed_step(*build())) for name, build in builds.items()]

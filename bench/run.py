@@ -180,11 +180,11 @@ def training_cases(profile: dict, work: Path) -> tuple[dict, dict]:
         }
     for name in table:
         table[name]["precision"] = "float32" if name.startswith("seed_loop") else policy
-    table["roofline"] = roofline_figures(spec, policy, table)
+    table["roofline"] = roofline_figures(spec, table)
     return table, {"ratios": ratios, "machine": machine_facts(policy)}
 
 
-def roofline_figures(spec, policy: str, table: dict) -> dict:
+def roofline_figures(spec, table: dict) -> dict:
     """Each interleaved case (training compute) as a fraction of the CPU's float32 peak
     (bench/roofline.py says how), per block."""
     from bench import roofline
@@ -341,8 +341,8 @@ def collect_ratios(result: dict) -> None:
     roofline = cases["roofline"]
     for name, figure in roofline["cases"].items():
         key = "roofline_" + name.replace("/", "_")
-        repeats = figure.get("blocks_images_per_s", [figure["images_per_s"]])
-        ratios[key] = spread_figure([r / figure["roofline_images_per_s"] for r in repeats])
+        blocks = figure["blocks_images_per_s"]
+        ratios[key] = spread_figure([r / figure["roofline_images_per_s"] for r in blocks])
     stores = cases["leaderboard_export"]["stores"]
     largest = max(stores, key=lambda store: (store["epochs"] == 10, store["runs"]))
     ratios["leaderboard_vs_sql_floor"] = {
