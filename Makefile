@@ -21,7 +21,8 @@ METRIC ?= val_auc
 ALIAS ?= champion
 PYTEST_ARGS ?=
 # test files run in this many processes (pytest-xdist), each file in one: a training test is
-# CPU-bound in bursts (TensorFlow imports, subprocesses), so two share CI's 2 cores well
+# CPU-bound in bursts (TensorFlow imports, subprocesses), so two share CI's 2 cores well (3 were
+# no faster); --no-loadscope-reorder keeps tests/conftest.py's order: the slowest files first
 TEST_WORKERS ?= 2
 CLUSTER_DIR ?= $(ROOT)/.cluster
 # cluster-up/down get HOST, PORT (default 5055: make server and make ui keep 5000) and
@@ -72,10 +73,10 @@ cluster-down: ## stop what cluster-up started (data stays; PURGE=1 drops its dat
 	@ROOT=$(ROOT) CLUSTER_DIR=$(CLUSTER_DIR) cluster/down.sh
 
 test: install chromium cluster-packages lint ## install if needed, lint, and run the whole test suite (CI)
-	TF_CPP_MIN_LOG_LEVEL=2 $(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
+	TF_CPP_MIN_LOG_LEVEL=2 $(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder $(PYTEST_ARGS)
 
 test-fast: install ## the inner loop: every test that trains no TensorFlow model (< 3 min)
-	TF_CPP_MIN_LOG_LEVEL=2 $(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile \
+	TF_CPP_MIN_LOG_LEVEL=2 $(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder \
 		-m "not training and not slow" $(PYTEST_ARGS)
 
 lint: install ## ruff check and format check

@@ -39,21 +39,16 @@ def histories(client, run) -> dict[str, list[tuple[int, float]]]:
     }
 
 
-def test_two_trainings_log_identical_metrics(tiny_data, tmp_path):
-    runs = []
-    for name in ("a", "b"):
-        client, (run,) = train(tiny_data, f"sqlite:///{tmp_path / name / 'm.db'}", tmp_path)
-        runs.append(histories(client, run))
-        assert run.data.tags["deterministic"] == "true"
-        assert {f"version.{p}" for p in VERSIONED_PACKAGES} <= set(run.data.tags)
-    assert len(runs[0]) > 30 and runs[0] == runs[1]
-
-
-def test_reproduce_reruns_and_compares_and_refuses_other_data(tiny_data, tmp_path):
+def test_reproduce_reruns_identically_lists_differences_and_refuses_other_data(tiny_data, tmp_path):
+    """One original run, three uses: its reproduction (another process) logs the identical
+    history of every metric, another seed's run differs and is listed, and a changed data
+    folder or an unknown run is refused."""
     data = shutil.copytree(tiny_data, tmp_path / "data")
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    client, (original,) = train(data, uri, tmp_path, "trainer.epochs=1")
+    client, (original,) = train(data, uri, tmp_path)
     run_id = original.info.run_id
+    assert original.data.tags["deterministic"] == "true"
+    assert {f"version.{p}" for p in VERSIONED_PACKAGES} <= set(original.data.tags)
     versions = len(client.search_model_versions("name = 'deepfake-detector'"))
     result = detect(["reproduce", run_id, "--tracking-uri", uri], tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
@@ -65,6 +60,14 @@ def test_reproduce_reruns_and_compares_and_refuses_other_data(tiny_data, tmp_pat
     assert len(copies) == 1 and copies[0].info.status == "FINISHED"
     assert len(client.search_model_versions("name = 'deepfake-detector'")) == versions
     assert all(d.within(0) for d in compare_runs(client, original, copies[0]))
+    logged = histories(client, original)  # every epoch of every metric, not only the best
+    assert len(logged) > 30 and logged == histories(client, copies[0])
+
+    _, (other, *_) = train(data, uri, tmp_path, "seed=7")
+    differences = compare_runs(client, original, other)
+    assert {d.key for d in differences if not d.within(0)} >= {"train_loss", "val_loss"}
+    assert Difference("x", 0.5, None).within(1.0) is False  # missing on one side never matches
+    assert Difference("x", float("nan"), float("nan")).within(0)
 
     (data / "Test" / "Real" / "real_00000.jpg").unlink()  # the data changed since
     changed = detect(["reproduce", run_id, "--tracking-uri", uri], tmp_path)
@@ -74,16 +77,6 @@ def test_reproduce_reruns_and_compares_and_refuses_other_data(tiny_data, tmp_pat
     )
     unknown = detect(["reproduce", "0" * 32, "--tracking-uri", uri], tmp_path)
     assert unknown.returncode == 2 and f"no run {'0' * 32}" in unknown.stderr
-
-
-def test_different_numbers_are_listed(tiny_data, tmp_path):
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    train(tiny_data, uri, tmp_path, "trainer.epochs=1")
-    client, (other, first) = train(tiny_data, uri, tmp_path, "trainer.epochs=1", "seed=7")
-    differences = compare_runs(client, first, other)
-    assert {d.key for d in differences if not d.within(0)} >= {"train_loss", "val_loss"}
-    assert Difference("x", 0.5, None).within(1.0) is False  # missing on one side never matches
-    assert Difference("x", float("nan"), float("nan")).within(0)
 
 
 def test_reproduce_trains_on_the_original_thread_count(tiny_data, tmp_path):

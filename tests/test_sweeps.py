@@ -53,8 +53,12 @@ GRID = {(d, lr) for d in ("0.1", "0.3") for lr in ("0.001", "0.01")}
 GRID_ARGS = ("model.dropout=0.1,0.3", "optimizer.lr=0.001,0.01")
 
 
-def test_grid_sweep_parent_and_children(tiny_data, tmp_path):
-    client, parent, children = multirun(tiny_data, tmp_path, *GRID_ARGS)
+def test_grid_sweep_on_two_joblib_workers_loses_nothing(tiny_data, tmp_path):
+    """A 2x2 grid on two reused joblib worker processes (the sequential launcher's sweeps run
+    in test_long_runs and below): every child complete, the parent's summary and artifacts."""
+    client, parent, children = multirun(
+        tiny_data, tmp_path, "hydra/launcher=local_parallel", "hydra.launcher.n_jobs=2", *GRID_ARGS
+    )
     assert_complete_children(client, children, GRID)
     assert parent.info.status == "FINISHED"
     assert parent.data.metrics["children"] == 4
@@ -67,7 +71,7 @@ def test_grid_sweep_parent_and_children(tiny_data, tmp_path):
     assert parent.data.params["sweep.model.dropout"] == "0.1,0.3"
     artifacts = {a.path for a in client.list_artifacts(parent.info.run_id)}
     assert {"sweep_leaderboard.csv", "val_auc_by_dropout_lr.png"} <= artifacts
-    # same-process trials start from a clean Keras session: no "conv2d_4" in a later trial
+    # a reused worker's later trial starts from a clean Keras session: no "conv2d_4"
     summaries = {
         Path(
             client.download_artifacts(c.info.run_id, "model_summary.txt", str(tmp_path))
@@ -76,14 +80,6 @@ def test_grid_sweep_parent_and_children(tiny_data, tmp_path):
     }
     assert len(summaries) == 1 and "conv2d (Conv2D)" in summaries.pop()
     assert not any(v.run_id for v in client.search_model_versions("name='deepfake-detector'"))
-
-
-def test_joblib_two_workers_lose_nothing(tiny_data, tmp_path):
-    client, parent, children = multirun(
-        tiny_data, tmp_path, "hydra/launcher=local_parallel", "hydra.launcher.n_jobs=2", *GRID_ARGS
-    )
-    assert_complete_children(client, children, GRID)
-    assert parent.data.metrics["children"] == 4
 
 
 def test_optuna_objective_is_the_registered_epochs_value(tmp_path_factory, tmp_path):
