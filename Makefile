@@ -24,6 +24,7 @@ PYTEST_ARGS ?=
 # CPU-bound in bursts (TensorFlow imports, subprocesses), so two share CI's 2 cores well (3 were
 # no faster); --no-loadscope-reorder keeps tests/conftest.py's order: the slowest files first
 TEST_WORKERS ?= 2
+PYTEST := TF_CPP_MIN_LOG_LEVEL=2 $(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder
 CLUSTER_DIR ?= $(ROOT)/.cluster
 # cluster-up/down get HOST, PORT (default 5055: make server and make ui keep 5000) and
 # ARTIFACTS only when given: otherwise the settings saved in .cluster/settings, then defaults
@@ -73,11 +74,10 @@ cluster-down: ## stop what cluster-up started (data stays; PURGE=1 drops its dat
 	@ROOT=$(ROOT) CLUSTER_DIR=$(CLUSTER_DIR) cluster/down.sh
 
 test: install chromium cluster-packages lint ## install if needed, lint, and run the whole test suite (CI)
-	TF_CPP_MIN_LOG_LEVEL=2 $(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder $(PYTEST_ARGS)
+	$(PYTEST) $(PYTEST_ARGS)
 
 test-fast: install ## the inner loop: every test that trains no TensorFlow model (< 3 min)
-	TF_CPP_MIN_LOG_LEVEL=2 $(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder \
-		-m "not training and not slow" $(PYTEST_ARGS)
+	$(PYTEST) -m "not training and not slow" $(PYTEST_ARGS)
 
 lint: install ## ruff check and format check
 	$(VENV)/bin/ruff check deepfake_detect hydra_plugins tests bench
