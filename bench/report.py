@@ -52,7 +52,7 @@ def figures_table(bench: dict) -> str:
             else f"undefined (median 0) over {len(values)}"
         )
         agree = "**NOISY**" if figure["noisy"] else "clean"
-        where = f" ({figure['store']})" if "store" in figure else ""
+        where = f" ({figure['measured_on']})" if "measured_on" in figure else ""
         lines.append(
             f"| {spec.label}{where} | {_shown(figure['median'], spec.unit)} | {shown} "
             f"| {spec.target} | {spec.verdict(figure)} | {agree} |"

@@ -151,7 +151,14 @@ def test_bench_runs_end_to_end_in_tiny_mode(tmp_path):
         assert figure["median"] == pytest.approx(statistics.median(figure["values"])), key
     assert 0 < ratios["exact_val_metrics_overhead"]["median"] < 1
     floor = ratios["leaderboard_vs_sql_floor"]
-    assert floor["store"] == "20 runs x 10 epochs" and len(floor["values"]) == 3
+    assert floor["measured_on"] == "20 runs x 10 epochs" and len(floor["values"]) == 3
+    precise_bn = ratios["precise_batchnorm_overhead"]  # its own fit: 2 batches x 4 passes
+    assert precise_bn["measured_on"] == "8-step epochs, 32 px" and 0 < precise_bn["median"] < 1
+    assert report["cases"]["precise_batchnorm_epoch"] == {
+        "image_size": 32,
+        "epoch_steps": 8,
+        "epochs": 2,
+    }
     assert floor["median"] > 0 and "leaderboard / SQL floor" in result.stdout
     for case in ("seed_loop", "ours", "ceiling", "meso4"):  # interleaved: one block each
         assert report["cases"][case]["images_per_s"] > 0
