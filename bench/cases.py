@@ -278,7 +278,7 @@ def tracked(
     shares = {
         "tracking_overhead": logger.seconds / seconds,
         "exact_val_metrics_overhead": scorer.metric_seconds / seconds,
-        # bn_batches of a 4-batch split: the whole split, re-estimated
+        # bn_batches of a split with fewer batches (4 in the quick profile): all of them
         "precise_batchnorm_short_epoch": precise_bn.seconds / seconds,
         # one re-estimation batch (a compiled forward pass) against one training step: the
         # bench epoch has a handful of steps, a real one 2,188 (140,002 images / 64)
@@ -295,8 +295,9 @@ def precise_batchnorm_epoch(
     ``steps`` training steps (the bench's Train split repeated; the real split's epoch is
     2,188 steps): the seconds its ``bn_batches`` compiled forward batches take at each
     epoch's end over the whole fit's seconds, the first epoch's tracing of both functions
-    included. The tracked case's epochs have 4 steps, where 16 requested batches are the
-    whole split and cost a fifth of the epoch by arithmetic."""
+    included. The tracked case's epochs are one pass over the split (4 steps in the quick
+    profile), where 16 requested batches are the whole split: a fifth of the epoch by
+    arithmetic."""
     dataset, n_images = our_dataset(spec)
     split_steps = -(-n_images // spec.batch_size)  # the last batch may be partial
     epoch = dataset.repeat(-(-steps // split_steps))  # whole passes over the split
